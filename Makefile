@@ -1,0 +1,43 @@
+# Two commands for a newcomer: `make demo` (the main job) and `make test` (everything CI runs).
+# Both install what they need: a .venv with the project and, where a test or the demo needs it, Debian's prometheus.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test lint typecheck contracts unit demo bench prometheus clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test,demo]'
+	touch $(STAMP)
+
+prometheus:
+	@command -v prometheus >/dev/null 2>&1 || { \
+	  echo "installing Debian's prometheus (needed by the Prometheus integration tests and the demo)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
+
+lint: $(STAMP)
+	$(BIN)/ruff check controller analysis tests bench e2e
+	$(BIN)/ruff format --check controller analysis tests bench e2e
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+contracts: $(STAMP)
+	$(BIN)/lint-imports
+
+unit: $(STAMP) prometheus
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test: lint typecheck contracts unit
+
+demo: $(STAMP) prometheus
+	$(BIN)/python -m controller.cli.demo
+
+bench: $(STAMP)
+	$(BIN)/python bench/judge.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Coalmine's operator: everything that touches Kubernetes, plus the pure rollout engine in ``controller.rollout``."""

@@ -1,0 +1,1 @@
+"""Command-line entry points: ``coalmine`` (operator, validate, simulate, judge) and ``kubectl-coalmine``."""

@@ -1,0 +1,1 @@
+"""Shared pytest setup. Fixtures that start real components (Prometheus, the emulated API) live in their own modules."""
