@@ -1,1 +1,11 @@
 """Shared pytest setup. Fixtures that start real components (Prometheus, the emulated API) live in their own modules."""
+
+# The emulated Kubernetes API (tests/emulator): fixtures available to every test module.
+from emulator.fixtures import (  # noqa: F401
+    emulator,
+    fault_policy,
+    k8s_client,
+    kubeconfig,
+    no_implicit_event_loop,
+    threaded_emulator,
+)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from controller.cli import run, simulate, validate
+
 app = typer.Typer(
     name="coalmine",
     help="Coalmine: progressive delivery for Kubernetes with always-valid canary analysis.",
@@ -12,4 +14,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+@app.callback()
+def main() -> None:
+    """Coalmine: progressive delivery for Kubernetes with always-valid canary analysis."""
+
+
 # Subcommand registrations (one line per module; keep sorted).
+app.command("run")(run.run_command)
+app.command("simulate")(simulate.simulate_command)
+app.command("validate")(validate.validate_command)

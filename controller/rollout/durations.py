@@ -22,15 +22,13 @@ def parse_duration(text: str) -> float:
     A bare number is rejected on purpose: Flagger treats ``"60"`` as invalid and guessing the unit would hide mistakes.
     """
     if not isinstance(text, str) or not _WHOLE.match(text.strip()):
-        raise DurationError(
-            f"{text!r} is not a duration; use a number with a unit ms, s, m or h, e.g. 30s, 1m, 1h30m"
-        )
+        raise DurationError(f"{text!r} is not a duration; use a number with a unit ms, s, m or h, e.g. 30s, 1m, 1h30m")
     return sum(float(value) * _UNIT_SECONDS[unit] for value, unit in _PART.findall(text.strip()))
 
 
 def format_duration(seconds: float) -> str:
     """Render seconds the way people write them (``90`` → ``1m30s``), for messages and timelines."""
-    total = int(round(seconds))
+    total = round(seconds)
     if total <= 0:
         return "0s"
     hours, rest = divmod(total, 3600)

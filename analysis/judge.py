@@ -1,0 +1,230 @@
+"""The judge: one look plus the stored sequential state in, a verdict with its evidence and the new state out.
+
+Pure and deterministic, so the operator, ``coalmine simulate``, ``coalmine judge`` (backtesting) and the benchmark all
+decide identically. Semantics (docs/judge.md has the long version):
+
+- threshold metrics behave as in Flagger: a value outside [min, max] fails the check, a provider error fails it with
+  the error, no value is NO_DATA (never a pass);
+- the error-rate and latency comparisons are always-valid tests of canary vs primary (``analysis.sequential``); a
+  rejection is REJECTED, which rolls back at once; before ``min_requests`` requests per arm they accumulate data but
+  give no verdict, and the look is not promotable;
+- compared custom metrics use mSPRT (always valid) or Mann-Whitney (fixed horizon, decided once);
+- the overall outcome is the worst metric outcome in the order REJECTED > FAIL > NO_DATA > PASS.
+
+The state is plain JSON (numbers, strings, lists, dicts): stored in the Canary's status, it lets a restarted operator
+continue the same test. A test whose settings changed (tolerance, method) restarts from zero rather than mixing two
+different tests.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from analysis.compare import judge_compared
+from analysis.policy import JudgePolicy, RateComparison, ThresholdMetric
+from analysis.samples import ArmCounts, Look
+from analysis.sequential import (
+    RatioDesign,
+    RatioState,
+    always_valid_p,
+    detectable_ratio,
+    ratio_bounds,
+    ratio_estimate,
+    ratio_log_e,
+    ratio_update,
+)
+from analysis.verdict import MetricEvidence, Outcome, Verdict
+
+__all__ = ["ERROR_RATE", "LATENCY", "STATE_VERSION", "judge"]
+
+STATE_VERSION = 1
+ERROR_RATE = "error-rate"
+LATENCY = "latency"
+
+_PRIORITY = (Outcome.REJECTED, Outcome.FAIL, Outcome.NO_DATA, Outcome.PASS)
+
+
+@dataclass(frozen=True)
+class _Result:
+    """One comparison's evidence, its new state, and what (if anything) holds promotion or bounds detection."""
+
+    evidence: MetricEvidence
+    state: Mapping[str, Any] | None
+    hold: str = ""
+    detectable: str = ""
+
+
+def _threshold(metric: ThresholdMetric, look: Look) -> MetricEvidence:
+    observed = look.thresholds.get(metric.name)
+    if observed is not None and observed.error is not None:
+        return MetricEvidence(metric.name, Outcome.FAIL, f"{metric.name}: query failed: {observed.error}")
+    if observed is None or observed.value is None or math.isnan(observed.value):
+        return MetricEvidence(metric.name, Outcome.NO_DATA, f"{metric.name}: no data")
+    value = observed.value
+    if metric.minimum is not None and value < metric.minimum:
+        reason = f"{metric.name} {value:.4g} < {metric.minimum:.4g}"
+        return MetricEvidence(metric.name, Outcome.FAIL, reason, value=value)
+    if metric.maximum is not None and value > metric.maximum:
+        reason = f"{metric.name} {value:.4g} > {metric.maximum:.4g}"
+        return MetricEvidence(metric.name, Outcome.FAIL, reason, value=value)
+    return MetricEvidence(metric.name, Outcome.PASS, f"{metric.name} {value:.4g} within range", value=value)
+
+
+def _rate_label(comparison: RateComparison) -> str:
+    if comparison.slow_threshold_ms is None:
+        return "5xx rate"
+    return f"rate of requests slower than {comparison.slow_threshold_ms:g} ms"
+
+
+def _restore_ratio(stored: Mapping[str, Any] | None, comparison: RateComparison) -> RatioState:
+    """The stored test, unless its settings differ from the policy's (then a fresh test)."""
+    if not stored or stored.get("theta0") != comparison.theta0:
+        return RatioState()
+    if stored.get("slowThresholdMs") != comparison.slow_threshold_ms:
+        return RatioState()
+    return RatioState.from_json(stored["test"])
+
+
+def _ratio_json(state: RatioState, comparison: RateComparison) -> dict[str, Any]:
+    return {"theta0": comparison.theta0, "slowThresholdMs": comparison.slow_threshold_ms, "test": state.to_json()}
+
+
+def _times(value: float | None) -> str:
+    return "unbounded" if value is None else f"{value:.2f}×"
+
+
+def _judge_rate(
+    name: str,
+    comparison: RateComparison,
+    policy: JudgePolicy,
+    look: Look,
+    stored: Mapping[str, Any] | None,
+) -> _Result:
+    """Update one ratio test with the look's counts and say what it shows."""
+    kind = "errorRate" if comparison.slow_threshold_ms is None else "latency"
+    label = _rate_label(comparison)
+    alpha = policy.alpha_per_comparison
+    design = RatioDesign(theta0=comparison.theta0)
+    state = _restore_ratio(stored, comparison)
+
+    def events(arm: ArmCounts) -> float:
+        return arm.errors if comparison.slow_threshold_ms is None else arm.slow
+
+    if look.counts_error is not None:
+        evidence = MetricEvidence(name, Outcome.FAIL, f"{name}: comparison query failed: {look.counts_error}", kind)
+        return _Result(evidence, _ratio_json(state, comparison), _hold_for(state, policy, name))
+    if not look.canary.requests > 0:  # also catches NaN
+        evidence = MetricEvidence(name, Outcome.NO_DATA, f"{name}: no canary requests in this look", kind)
+        return _Result(evidence, _ratio_json(state, comparison), _hold_for(state, policy, name))
+
+    state = ratio_update(
+        design, state, look.canary.requests, look.primary.requests, events(look.canary), events(look.primary)
+    )
+    p_value = always_valid_p(state.max_log_e)
+    lower, upper = ratio_bounds(design, state, alpha)
+    estimate = ratio_estimate(state)
+    canary_rate = state.canary_events / state.canary_requests
+    primary_rate = state.primary_events / state.primary_requests if state.primary_requests else 0.0
+    requests = f"{state.canary_requests:,.0f} canary requests"
+    if estimate is not None:
+        effect = f"canary {label} {estimate:.1f}× primary"
+    else:
+        effect = f"canary {label} {canary_rate:.2%}, none in primary"
+    tolerance = "" if comparison.theta0 == 1.0 else f", tolerance {comparison.theta0:.2f}×"
+
+    hold = _hold_for(state, policy, name)
+    if not hold and state.max_log_e >= math.log(1.0 / alpha):
+        outcome = Outcome.REJECTED
+        reason = f"{effect}, p = {p_value:.2g} < {alpha:.2g}, after {requests}{tolerance}"
+    else:
+        outcome = Outcome.PASS
+        reason = (
+            f"{effect} ({canary_rate:.2%} vs {primary_rate:.2%}), p = {p_value:.2g}, "
+            f"upper bound {_times(upper)}{tolerance}, {requests}"
+        )
+        if hold:
+            reason = f"{reason}; {hold}"
+        elif policy.require_evidence and (upper is None or upper > comparison.theta0 * (1 + 1e-9)):
+            hold = (
+                f"{name}: no evidence yet that the canary {label} is within {comparison.theta0:.2f}× primary "
+                f"(upper bound {_times(upper)})"
+            )
+    detectable = detectable_ratio(design, state, alpha)
+    if detectable is not None:
+        detect_text = f"a {detectable:.1f}× increase in the {label}"
+    else:
+        detect_text = f"no increase in the {label} yet (too few events)"
+    evidence = MetricEvidence(
+        metric=name,
+        outcome=outcome,
+        reason=reason,
+        kind=kind,
+        estimate=estimate,
+        p_value=p_value,
+        lower=lower,
+        upper=upper,
+        log_e_value=ratio_log_e(design, state),
+        canary_requests=round(state.canary_requests),
+        primary_requests=round(state.primary_requests),
+    )
+    return _Result(evidence, _ratio_json(state, comparison), hold, detect_text)
+
+
+def _hold_for(state: RatioState, policy: JudgePolicy, name: str) -> str:
+    """``minRequests`` applies per arm; the canary, with the smaller share of traffic, is nearly always the wait."""
+    for arm, seen in (("canary", state.canary_requests), ("primary", state.primary_requests)):
+        if seen < policy.min_requests:
+            return f"{name}: waiting for {policy.min_requests:,} {arm} requests ({seen:,.0f} so far)"
+    return ""
+
+
+def _worst(outcomes: list[Outcome]) -> Outcome:
+    for outcome in _PRIORITY:
+        if outcome in outcomes:
+            return outcome
+    return Outcome.PASS
+
+
+def judge(policy: JudgePolicy, look: Look, state: Mapping[str, Any] | None) -> Verdict:
+    """Judge one look. ``state`` is the previous verdict's ``state`` (None or {} for a new rollout)."""
+    stored: Mapping[str, Any] = state if state and state.get("version") == STATE_VERSION else {}
+    evidence = [_threshold(metric, look) for metric in policy.thresholds]
+    results: list[_Result] = []
+    new_state: dict[str, Any] = {"version": STATE_VERSION}
+    for name, comparison in ((ERROR_RATE, policy.error_rate), (LATENCY, policy.latency)):
+        if comparison is None:
+            continue
+        result = _judge_rate(name, comparison, policy, look, stored.get(name))
+        results.append(result)
+        new_state[name] = result.state
+    compared_state: dict[str, Any] = {}
+    stored_compared: Mapping[str, Any] = stored.get("compared") or {}
+    for metric in policy.compared:
+        compared = judge_compared(metric, policy, look.compared.get(metric.name), stored_compared.get(metric.name))
+        results.append(_Result(compared.evidence, compared.state, compared.hold))
+        compared_state[metric.name] = compared.state
+    if compared_state:
+        new_state["compared"] = compared_state
+    evidence.extend(result.evidence for result in results)
+
+    outcome = _worst([item.outcome for item in evidence])
+    if not evidence:
+        reason = "no checks configured"
+    elif outcome is Outcome.PASS:
+        reason = f"all {len(evidence)} checks passed"
+    else:
+        reason = "; ".join(item.reason for item in evidence if item.outcome is outcome)
+    holds = [result.hold for result in results if result.hold]
+    detectable = [result.detectable for result in results if result.detectable]
+    return Verdict(
+        outcome=outcome,
+        reason=reason,
+        metrics=tuple(evidence),
+        promotable=not holds,
+        hold_reason="; ".join(holds),
+        detectable=("could have detected " + " and ".join(detectable)) if detectable else "",
+        state=new_state,
+    )

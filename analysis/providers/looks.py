@@ -1,0 +1,157 @@
+"""One look's observations from a metric provider: the bridge from PromQL answers to :class:`analysis.samples.Look`.
+
+A look is a window ``(start, end]`` ending at an analysis tick. Every query is evaluated at ``end`` (the comparison
+counts over exactly ``end − start``), so a past window replayed by ``coalmine judge`` is read the same way as the
+live one the operator reads, and consecutive looks never count a request twice.
+
+Failures are recorded, not raised: a threshold metric's error goes to its ``ThresholdValue.error``, a compared
+metric's to ``ArmValues.error``, the comparison counts' to ``Look.counts_error``. One bad MetricTemplate therefore
+never hides the others, and the judge decides what an error means (Flagger: a failed check).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+from analysis.providers import MetricProvider, ProviderError, QueryResult
+from analysis.providers.queries import (
+    ISTIO_DURATION_BUCKETS_MS,
+    PRIMARY_SUFFIX,
+    WORKLOAD_LABEL,
+    BuiltinMetric,
+    builtin_query,
+    errors_query,
+    requests_query,
+    slow_bucket,
+    slow_query,
+)
+from analysis.samples import ArmCounts, ArmValues, Look, ThresholdValue
+
+ThresholdQuery = str | BuiltinMetric
+
+
+@dataclass(frozen=True)
+class LookRequest:
+    """What to read for one look.
+
+    ``thresholds``: metric name → a rendered PromQL query (MetricTemplate or inline) or a :class:`BuiltinMetric`.
+    ``compared``: metric name → (canary query, primary query), the template rendered once per arm.
+    ``counts``: fetch per-arm requests and 5xx for the comparison; ``slow_threshold_ms`` (needs ``counts``): also
+    the per-arm count of requests slower than the histogram bucket :func:`slow_bucket` picks for it.
+    """
+
+    namespace: str
+    target: str
+    start: float
+    end: float
+    thresholds: Mapping[str, ThresholdQuery] = field(default_factory=dict)
+    compared: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    counts: bool = False
+    slow_threshold_ms: float | None = None
+    buckets_ms: tuple[float, ...] = ISTIO_DURATION_BUCKETS_MS
+
+    def __post_init__(self) -> None:
+        if self.end <= self.start:
+            raise ValueError(f"a look window must end after it starts ({self.start} .. {self.end})")
+        if self.slow_threshold_ms is not None and not self.counts:
+            raise ValueError("slow request counts need the request counts: set counts=True")
+
+    @property
+    def window_s(self) -> float:
+        return self.end - self.start
+
+    @property
+    def primary_workload(self) -> str:
+        return self.target + PRIMARY_SUFFIX
+
+
+def tick_windows(start: float, end: float, step_s: float) -> Iterator[tuple[float, float]]:
+    """Consecutive disjoint windows ``(start, start+step], …`` up to ``end`` — the looks of a backtest.
+
+    A trailing partial window is dropped: a live look always covers a whole interval, and a shorter one would have
+    a different power than the looks around it.
+    """
+    if step_s <= 0:
+        raise ValueError(f"the step must be positive, got {step_s} s")
+    index = 1
+    while start + index * step_s <= end + 1e-9:
+        yield start + (index - 1) * step_s, start + index * step_s
+        index += 1
+
+
+def _threshold(provider: MetricProvider, request: LookRequest, query: ThresholdQuery) -> ThresholdValue:
+    try:
+        if isinstance(query, BuiltinMetric):
+            query = builtin_query(query.name, request.namespace, request.target, query.interval_s)
+        result = provider.run_query(query, at=request.end)
+    except (ProviderError, ValueError) as exc:
+        return ThresholdValue(error=str(exc))
+    return ThresholdValue(value=result.value)
+
+
+def _compared(provider: MetricProvider, request: LookRequest, queries: tuple[str, str]) -> ArmValues:
+    results: list[QueryResult] = []
+    errors: list[str] = []
+    for arm, query in zip(("canary", "primary"), queries, strict=True):
+        try:
+            results.append(provider.run_query(query, at=request.end))
+        except ProviderError as exc:
+            errors.append(f"{arm}: {exc}")
+    if errors:
+        return ArmValues(error="; ".join(errors))
+    return ArmValues(canary=results[0].value, primary=results[1].value)
+
+
+def _arm(values: Mapping[str, float], workload: str) -> float:
+    """An arm's count; absent means no such series in the window, i.e. zero. Extrapolation noise is clamped."""
+    return max(0.0, values.get(workload, 0.0))
+
+
+def _counts(provider: MetricProvider, request: LookRequest) -> tuple[ArmCounts, ArmCounts]:
+    """Per-arm counts, all or nothing: a partial set (say, requests without slow counts) raises."""
+    window = request.window_s
+    ns, target = request.namespace, request.target
+    arms = (target, request.primary_workload)
+    requests = provider.run_vector(requests_query(ns, target, window), WORKLOAD_LABEL, at=request.end)
+    errors = provider.run_vector(errors_query(ns, target, window), WORKLOAD_LABEL, at=request.end)
+    slow: Mapping[str, float] = {}
+    if request.slow_threshold_ms is not None:
+        boundary = slow_bucket(request.slow_threshold_ms, request.buckets_ms)
+        query = slow_query(ns, target, window, request.slow_threshold_ms, request.buckets_ms)
+        slow = provider.run_vector(query, WORKLOAD_LABEL, at=request.end)
+        for workload in arms:
+            if _arm(requests, workload) > 0 and workload not in slow:
+                raise ProviderError(
+                    f"no istio_request_duration_milliseconds_bucket with le={boundary:g} for workload "
+                    f"{workload!r} although it served requests (custom histogram buckets?)",
+                    query,
+                )
+    canary = ArmCounts(requests=_arm(requests, target), errors=_arm(errors, target), slow=_arm(slow, target))
+    primary_name = request.primary_workload
+    primary = ArmCounts(
+        requests=_arm(requests, primary_name), errors=_arm(errors, primary_name), slow=_arm(slow, primary_name)
+    )
+    return canary, primary
+
+
+def collect_look(provider: MetricProvider, request: LookRequest) -> Look:
+    """Read one look: at most one query per threshold metric, one per arm per compared metric, and one per
+    comparison signal (requests, 5xx, slow) for both arms together. Never raises for a provider failure."""
+    thresholds = {name: _threshold(provider, request, query) for name, query in request.thresholds.items()}
+    compared = {name: _compared(provider, request, queries) for name, queries in request.compared.items()}
+    canary, primary, counts_error = ArmCounts(), ArmCounts(), None
+    if request.counts:
+        try:
+            canary, primary = _counts(provider, request)
+        except (ProviderError, ValueError) as exc:
+            counts_error = str(exc)
+    return Look(
+        start=request.start,
+        end=request.end,
+        canary=canary,
+        primary=primary,
+        counts_error=counts_error,
+        thresholds=thresholds,
+        compared=compared,
+    )

@@ -1,0 +1,65 @@
+{{/* Names and labels shared by every object of the release. */}}
+
+{{- define "coalmine.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "coalmine.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "coalmine.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "coalmine.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "coalmine.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "coalmine.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: coalmine
+{{- end -}}
+
+{{- define "coalmine.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "coalmine.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "coalmine.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/*
+The namespaces the operator watches in namespaced mode. Fails rendering (like the schema) if there are none, so a
+misconfigured release never installs an operator that watches nothing.
+*/}}
+{{- define "coalmine.watchedNamespaces" -}}
+{{- if eq .Values.watch.mode "namespaced" -}}
+{{- if not .Values.watch.namespaces -}}
+{{- fail "watch.mode=namespaced needs at least one namespace in watch.namespaces" -}}
+{{- end -}}
+{{- join "," .Values.watch.namespaces -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Replicas: replicaCount if set, else 2 with HA (one active, one standby) and 1 without. */}}
+{{- define "coalmine.replicas" -}}
+{{- if kindIs "invalid" .Values.replicaCount -}}
+{{- ternary 2 1 .Values.ha.enabled -}}
+{{- else -}}
+{{- .Values.replicaCount -}}
+{{- end -}}
+{{- end -}}

@@ -1,0 +1,1 @@
+"""The ``kubectl coalmine`` plugin's parts: cluster access, summaries, rendering, requests and waiting."""

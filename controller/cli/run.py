@@ -1,0 +1,92 @@
+"""``coalmine run``: start the operator (kopf underneath) against the cluster in ``KUBECONFIG`` or in-cluster."""
+
+from __future__ import annotations
+
+import logging
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import kopf
+import typer
+
+from controller.notify.config import ProviderConfig, ProviderConfigError
+from controller.operator.context import OperatorConfig
+from controller.operator.runtime import build_context, build_registry, configure_settings, kubernetes_configuration
+
+
+class LogFormat(StrEnum):
+    JSON = "json"
+    TEXT = "text"
+
+
+def run_command(
+    namespace: Annotated[
+        list[str] | None, typer.Option("--namespace", "-n", help="Watch this namespace (repeatable).")
+    ] = None,
+    all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A", help="Watch every namespace.")] = False,
+    metrics_server: Annotated[
+        str, typer.Option(help="Default Prometheus address (a Canary's spec.metricsServer overrides it).")
+    ] = "http://prometheus.istio-system:9090",
+    metrics_port: Annotated[int, typer.Option(help="Port of the operator's own /metrics (0: off).")] = 8080,
+    liveness_port: Annotated[int, typer.Option(help="Port of the liveness probe /healthz (0: off).")] = 8081,
+    log_format: Annotated[
+        LogFormat, typer.Option(help="json (with namespace/name on every line) or text.")
+    ] = LogFormat.JSON,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    tick: Annotated[float, typer.Option(min=0.1, help="Seconds between looks at each Canary.")] = 2.0,
+    peering: Annotated[str | None, typer.Option(help="kopf peering name for HA (one active replica).")] = None,
+    priority: Annotated[int | None, typer.Option(help="This replica's peering priority (default: random).")] = None,
+    hook_secret_file: Annotated[
+        Path | None, typer.Option(help="File with the HMAC key that signs webhook requests.")
+    ] = None,
+    default_alert_url: Annotated[str | None, typer.Option(help="Notify here for Canaries without alerts.")] = None,
+    default_alert_type: Annotated[
+        str, typer.Option(help="slack, msteams, discord, gchat, rocket or webhook.")
+    ] = "slack",
+) -> None:
+    """Run the Coalmine operator until SIGTERM/SIGINT (then it stops cleanly)."""
+    if not all_namespaces and not namespace:
+        raise typer.BadParameter("give --namespace NS (repeatable) or --all-namespaces", param_hint="--namespace")
+    level = getattr(logging, log_level.upper(), None)
+    if not isinstance(level, int):
+        raise typer.BadParameter(f"{log_level!r}: use debug, info, warning or error", param_hint="--log-level")
+    kopf.configure(
+        debug=level <= logging.DEBUG,
+        verbose=level <= logging.INFO,
+        quiet=level >= logging.WARNING,
+        log_format=kopf.LogFormat.JSON if log_format is LogFormat.JSON else kopf.LogFormat.FULL,
+        log_refkey="object",
+    )
+    try:
+        default_alert = ProviderConfig.from_flags(default_alert_url, type=default_alert_type)
+    except ProviderConfigError as error:
+        raise typer.BadParameter(str(error), param_hint="--default-alert-url") from error
+    config = OperatorConfig(
+        tick_seconds=tick,
+        metrics_server=metrics_server,
+        hook_secret=hook_secret_file.read_bytes().strip() if hook_secret_file else None,
+        default_alert=default_alert,
+        namespaces=tuple(namespace or ()),
+        instance=os.environ.get("POD_ID", os.environ.get("HOSTNAME", "coalmine")),
+    )
+    ctx = build_context(config, kubernetes_configuration())
+    endpoint = ctx.metrics.serve(metrics_port) if metrics_port else None
+    settings = kopf.OperatorSettings()
+    configure_settings(settings, peering=peering, priority=priority)
+    try:
+        kopf.run(
+            registry=build_registry(config),
+            settings=settings,
+            memo=kopf.Memo(ctx=ctx),
+            clusterwide=all_namespaces,
+            namespaces=() if all_namespaces else tuple(namespace or ()),
+            standalone=peering is None,
+            peering_name=peering,
+            priority=settings.peering.priority,
+            liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None,
+        )
+    finally:
+        if endpoint is not None:
+            endpoint.close()

@@ -1,0 +1,173 @@
+"""``coalmine validate PATH...``: check manifests before they reach a cluster (pre-commit hook, CI of a GitOps repo).
+
+Reads files, directories (recursively ``*.yaml``, ``*.yml``, ``*.json``) and ``-`` for stdin, multi-document YAML
+and ``kind: List``. Coalmine documents and Flagger ``flagger.app/v1beta1`` ones are validated; every other kind
+(Deployments, Services…) is skipped and counted. Exit status: 0 all valid, 1 something invalid, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+from controller.rollout.validation import Problem, is_checked_document, validate_document
+
+SUFFIXES = (".yaml", ".yml", ".json")
+STDIN = "-"
+
+
+class OutputFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+@dataclass(frozen=True)
+class DocumentResult:
+    """The verdict on one document, in the shape ``--output json`` prints."""
+
+    file: str
+    kind: str | None
+    name: str | None
+    valid: bool
+    flagger: bool
+    problems: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Tally:
+    results: list[DocumentResult] = field(default_factory=list)
+    skipped: int = 0
+
+
+def _as_dicts(problems: tuple[Problem, ...]) -> list[dict[str, str]]:
+    return [{"path": problem.path, "message": problem.message} for problem in problems]
+
+
+def _files(paths: list[str]) -> list[str]:
+    """Expand directories; a path that does not exist is a usage error (exit 2), not an invalid manifest."""
+    found: list[str] = []
+    for raw in paths:
+        if raw == STDIN:
+            found.append(STDIN)
+            continue
+        path = Path(raw)
+        if path.is_dir():
+            found.extend(
+                str(child)
+                for child in sorted(path.rglob("*"))
+                if child.is_file()
+                and child.suffix in SUFFIXES
+                and not any(part.startswith(".") for part in child.relative_to(path).parts)
+            )
+        elif path.is_file():
+            found.append(raw)
+        else:
+            typer.echo(f"coalmine validate: {raw}: no such file or directory", err=True)
+            raise typer.Exit(2)
+    return found
+
+
+def _documents(label: str, text: str) -> Iterator[Any]:
+    """Yield parsed documents; a syntax error is raised as ValueError naming its line, after earlier documents."""
+    if label.endswith(".json"):
+        try:
+            yield json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"line {error.lineno}: JSON syntax error: {error.msg}") from error
+        return
+    try:
+        yield from yaml.safe_load_all(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise ValueError(f"{where}YAML syntax error: {problem}") from error
+
+
+def _flatten(document: Any) -> Iterator[Any]:
+    if isinstance(document, Mapping) and document.get("kind") == "List" and isinstance(document.get("items"), list):
+        for item in document["items"]:
+            yield from _flatten(item)
+    elif document is not None:
+        yield document
+
+
+def _check_file(label: str, tally: Tally) -> None:
+    try:
+        text = sys.stdin.read() if label == STDIN else Path(label).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        tally.results.append(DocumentResult(label, None, None, False, False, [{"path": "", "message": str(error)}]))
+        return
+    shown = "<stdin>" if label == STDIN else label
+    try:
+        for document in _documents(label, text):
+            for item in _flatten(document):
+                if not is_checked_document(item):
+                    tally.skipped += 1
+                    continue
+                report = validate_document(item)
+                tally.results.append(
+                    DocumentResult(
+                        shown,
+                        report.kind,
+                        report.name,
+                        report.valid,
+                        report.flagger,
+                        _as_dicts(report.problems),
+                        _as_dicts(report.warnings),
+                    )
+                )
+    except ValueError as error:
+        tally.results.append(DocumentResult(shown, None, None, False, False, [{"path": "", "message": str(error)}]))
+
+
+def _text_lines(result: DocumentResult) -> Iterator[str]:
+    if result.kind is None:
+        for problem in result.problems:
+            yield f"{result.file}: {problem['message']}"
+        return
+    subject = f"{result.file}: {result.kind}/{result.name or '<unnamed>'}"
+    for problem in result.problems:
+        yield f"{subject}: {problem['path'] or '(document)'}: {problem['message']}"
+    for warning in result.warnings:
+        yield f"{subject}: {warning['path']}: warning: {warning['message']}"
+    if result.valid:
+        yield f"{subject}: OK (Flagger-compatible)" if result.flagger else f"{subject}: OK"
+
+
+def validate_command(
+    paths: Annotated[
+        list[str],
+        typer.Argument(metavar="PATH", help="Files, directories (searched for *.yaml, *.yml, *.json) or - for stdin."),
+    ],
+    output: Annotated[OutputFormat, typer.Option("--output", "-o", help="text, or json for CI tools.")] = (
+        OutputFormat.TEXT
+    ),
+    strict: Annotated[bool, typer.Option("--strict", help="Treat warnings (deprecations…) as errors.")] = False,
+) -> None:
+    """Validate Canary, MetricTemplate and AlertProvider manifests (Coalmine's and Flagger's)."""
+    tally = Tally()
+    for label in _files(paths):
+        _check_file(label, tally)
+    failed = [result for result in tally.results if not result.valid or (strict and result.warnings)]
+    if output is OutputFormat.JSON:
+        typer.echo(json.dumps([asdict(result) for result in tally.results], indent=2))
+    else:
+        for result in tally.results:
+            for line in _text_lines(result):
+                typer.echo(line)
+        typer.echo(
+            f"{len(tally.results)} document(s) checked, {len(failed)} invalid, "
+            f"{tally.skipped} other document(s) skipped"
+        )
+    if failed:
+        raise typer.Exit(1)

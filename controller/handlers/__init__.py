@@ -1,0 +1,1 @@
+"""kopf registrations, one module per custom resource. Thin: every reaction delegates to ``controller.operator``."""

@@ -1,0 +1,92 @@
+"""kopf registrations for Canaries: a fixed-period tick, a target index, and deletion.
+
+A ``@kopf.timer`` rather than a daemon: kopf applies the status patch after every call, so progress is persisted
+tick by tick and a restarted operator resumes from status. The tick itself is
+:func:`controller.operator.reconcile.reconcile`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from controller.operator.context import OperatorContext
+from controller.operator.reconcile import TickResult, reconcile
+
+GROUP, VERSION, PLURAL = "coalmine.dev", "v1alpha1", "canaries"
+KIND = "Canary"
+
+
+def _target_key(namespace: str | None, spec: Mapping[str, Any]) -> tuple[str, str] | None:
+    target = (spec.get("targetRef") or {}).get("name") if isinstance(spec, Mapping) else None
+    return (str(namespace), str(target)) if target else None
+
+
+def owner_conflict(body: Mapping[str, Any], index: Mapping[Any, Any]) -> str | None:
+    """If an older Canary already manages this Canary's target, the message saying so (this one must not act)."""
+    meta = body.get("metadata") or {}
+    key = _target_key(meta.get("namespace"), body.get("spec") or {})
+    if key is None or key not in index:
+        return None
+    mine = (str(meta.get("creationTimestamp", "")), str(meta.get("name", "")))
+    owners = sorted(tuple(entry) for entry in index[key])
+    if not owners or owners[0] == mine:
+        return None
+    return (
+        f"spec.targetRef: Deployment {key[0]}/{key[1]} is already managed by Canary {owners[0][1]}; "
+        "one target can have only one Canary"
+    )
+
+
+def _write(patch: kopf.Patch, result: TickResult) -> None:
+    if result.status_patch is not None:
+        for key, value in result.status_patch.items():
+            patch.status[key] = value
+
+
+def register(registry: kopf.OperatorRegistry, tick_seconds: float) -> None:
+    """Register the Canary handlers into ``registry`` with the operator's tick period."""
+
+    @kopf.index(GROUP, VERSION, PLURAL, id="canaries_by_target", registry=registry)  # type: ignore[arg-type]
+    def canaries_by_target(namespace: str, spec: Mapping[str, Any], meta: Mapping[str, Any], **_: Any) -> Any:
+        key = _target_key(namespace, spec)
+        if key is None:
+            return None
+        return {key: (str(meta.get("creationTimestamp", "")), str(meta.get("name", "")))}
+
+    @kopf.timer(
+        GROUP,
+        VERSION,
+        PLURAL,
+        id="canary_tick",
+        interval=tick_seconds,
+        sharp=True,
+        backoff=tick_seconds,
+        registry=registry,
+    )  # type: ignore[arg-type]
+    async def canary_tick(
+        body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, canaries_by_target: Any, **_: Any
+    ) -> None:
+        ctx: OperatorContext = memo["ctx"]
+        started = time.monotonic()
+        result = await reconcile(ctx, body, time.time(), conflict=owner_conflict(body, canaries_by_target))
+        _write(patch, result)
+        meta = body.get("metadata") or {}
+        status = {**dict(body.get("status") or {}), **(result.status_patch or {})}
+        workload = (body.get("spec") or {}).get("targetRef", {}).get("name")
+        ctx.metrics.observe_status(KIND, meta["name"], meta["namespace"], status, workload=workload)
+        ctx.metrics.observe_tick(time.monotonic() - started)
+
+    @kopf.on.delete(GROUP, VERSION, PLURAL, id="canary_deleted", registry=registry)
+    async def canary_deleted(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+        """Run ticks with ``deleting`` set until the engine releases the Canary (``revertOnDeletion`` restores)."""
+        ctx: OperatorContext = memo["ctx"]
+        result = await reconcile(ctx, body, time.time())
+        _write(patch, result)
+        if not result.released:
+            raise kopf.TemporaryError("restoring the target before the Canary goes", delay=ctx.config.tick_seconds)
+        meta = body.get("metadata") or {}
+        ctx.metrics.forget(KIND, meta["name"], meta["namespace"])

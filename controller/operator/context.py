@@ -1,0 +1,81 @@
+"""What one operator process shares between ticks: its settings, API client, metric providers and HTTP clients.
+
+Kept in kopf's ``memo`` (never a module-level singleton) so tests can run several operators in one process.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import httpx
+
+from analysis.providers import MetricProvider, ProviderConfig, create_provider
+from controller.kube.api import KubeApi
+from controller.metrics import OperatorMetrics
+from controller.notify.config import ProviderConfig as AlertConfig
+from controller.notify.delivery import ClientPool, DeliveryStats
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    """Settings of ``coalmine run``.
+
+    ``tick_seconds`` is how often every Canary is looked at (its analysis interval decides when a look is due);
+    ``metrics_server`` is the default Prometheus address, overridden by a Canary's ``spec.metricsServer`` and by a
+    MetricTemplate's provider address; ``hook_secret`` signs webhook requests (HMAC-SHA256) when set.
+    """
+
+    tick_seconds: float = 2.0
+    metrics_server: str = "http://prometheus.istio-system:9090"
+    query_timeout_s: float = 10.0
+    hook_secret: bytes | None = None
+    default_alert: AlertConfig | None = None
+    namespaces: tuple[str, ...] = ()
+    kubernetes_timeout_s: float = 30.0
+    instance: str = "coalmine"
+
+
+@dataclass
+class OperatorContext:
+    """Live resources of one operator process (see module doc)."""
+
+    config: OperatorConfig
+    api: KubeApi
+    http: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(follow_redirects=False))
+    alert_clients: ClientPool = field(default_factory=ClientPool)
+    alert_stats: DeliveryStats = field(default_factory=DeliveryStats)
+    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
+    _providers: dict[tuple[str, str, bool], MetricProvider] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def provider(
+        self, address: str, credentials: Mapping[str, str] | None = None, insecure: bool = False
+    ) -> MetricProvider:
+        """A cached metric provider per (address, credentials, TLS switch); built lazily, thread-safe."""
+        creds = dict(credentials or {})
+        key = (address, repr(sorted(creds.items())), insecure)
+        with self._lock:
+            found = self._providers.get(key)
+            if found is None:
+                found = create_provider(
+                    ProviderConfig(
+                        address=address,
+                        credentials=creds,
+                        insecure_skip_verify=insecure,
+                        timeout_s=self.config.query_timeout_s,
+                    )
+                )
+                self._providers[key] = found
+            return found
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+        await self.alert_clients.aclose()
+        with self._lock:
+            providers, self._providers = list(self._providers.values()), {}
+        for provider in providers:
+            close = getattr(provider, "close", None)
+            if callable(close):
+                close()

@@ -1,0 +1,157 @@
+"""One tick for one Canary: validate → gather → plan → look and hooks → step → act → announce → status.
+
+The decisions are :func:`controller.rollout.machine.plan`/:func:`~controller.rollout.machine.step` and
+:func:`analysis.judge.judge`; this module only moves data between them and the cluster. Blocking clients (the
+official ``kubernetes`` client, prometheus-api-client) run in worker threads so the event loop never blocks.
+
+If an action fails, the new status is **not** written: the cluster may be half-way, and the next tick recomputes
+the same decision from the same status and retries it (every action is idempotent). The look's window then simply
+grows to cover the missed time, so no request is counted twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from analysis.judge import judge
+from analysis.verdict import Verdict
+from controller.hooks import HookPayload, hook_phase, run_hooks
+from controller.kube.errors import KubeError
+from controller.operator.act import act
+from controller.operator.announce import announce, notifications_to_send, record_events
+from controller.operator.context import OperatorContext
+from controller.operator.gather import gather
+from controller.operator.looks import build_look
+from controller.rollout.decision import Event, EventType, Reason
+from controller.rollout.invalid import invalid_status_patch, is_reported
+from controller.rollout.judging import policy_from_spec
+from controller.rollout.machine import plan, step
+from controller.rollout.observations import HookOutcome
+from controller.rollout.spec import CanarySpec, HookType
+from controller.rollout.status import CanaryStatus
+from controller.rollout.validation import InvalidSpecError, parse_valid_canary
+from controller.routers import router_for
+
+log = logging.getLogger("coalmine.reconcile")
+
+NOTIFICATIONS_KEY = "notifications"
+
+
+@dataclass(frozen=True)
+class TickResult:
+    """What the handler writes: a status patch (``None``: write nothing) and whether deletion may proceed."""
+
+    status_patch: dict[str, Any] | None
+    released: bool = False
+
+
+async def reconcile(
+    ctx: OperatorContext, canary: Mapping[str, Any], now: float, *, conflict: str | None = None
+) -> TickResult:
+    """Run one tick (see module doc). ``conflict`` names another Canary already managing the same target."""
+    meta = canary.get("metadata") or {}
+    raw_status = canary.get("status") or {}
+    generation = int(meta.get("generation") or 0)
+    try:
+        if conflict is not None:
+            raise InvalidSpecError(())
+        spec = parse_valid_canary(canary)
+    except InvalidSpecError as error:
+        message = conflict or "invalid spec: " + "; ".join(f"{p.path}: {p.message}" for p in error.problems)
+        return await _refuse(ctx, canary, raw_status, message, generation, now)
+
+    status = CanaryStatus.from_dict(raw_status)
+    router = router_for(spec, canary, ctx.api)
+    try:
+        gathered = await asyncio.to_thread(gather, ctx.api, router, canary, spec)
+    except KubeError as error:
+        log.warning("%s/%s: cannot read the cluster: %s", meta.get("namespace"), meta.get("name"), error)
+        return TickResult(None)
+    probes = plan(spec, status, now)
+    verdict = await _look(ctx, canary, spec, status, probes.window) if probes.metrics else None
+    hooks = await _hooks(ctx, canary, spec, status, probes.hooks)
+    observations = replace(gathered.observations, verdict=verdict, hooks=hooks)
+    decision = step(spec, status, observations, now)
+    try:
+        released = await asyncio.to_thread(act, ctx.api, router, canary, spec, gathered.target, decision.actions)
+    except KubeError as error:
+        log.warning("%s/%s: acting failed, will retry: %s", meta.get("namespace"), meta.get("name"), error)
+        failure = Event(EventType.WARNING, Reason.RECONCILE_FAILED, f"Could not apply the decision, retrying: {error}")
+        await asyncio.to_thread(record_events, ctx, canary, (failure,))
+        return TickResult(None)
+    sent = ((raw_status.get(NOTIFICATIONS_KEY) or {}).get("sentKeys")) or ()
+    notable, remembered = notifications_to_send(canary, decision.status, decision.events, sent)
+    await asyncio.to_thread(record_events, ctx, canary, decision.events)
+    await announce(ctx, canary, spec, decision.status, gathered.target, decision.events, notable, verdict)
+    patch = decision.status.to_dict()
+    if remembered != tuple(sent):
+        patch[NOTIFICATIONS_KEY] = {"sentKeys": list(remembered)}
+    return TickResult(patch, released)
+
+
+async def _refuse(
+    ctx: OperatorContext,
+    canary: Mapping[str, Any],
+    raw_status: Mapping[str, Any],
+    message: str,
+    generation: int,
+    now: float,
+) -> TickResult:
+    """An invalid Canary touches nothing: a condition and (once per distinct problem) a Warning Event.
+
+    Being deleted, it is let go at once: Coalmine cannot act on a spec it does not understand.
+    """
+    if (canary.get("metadata") or {}).get("deletionTimestamp"):
+        return TickResult(None, released=True)
+    if not is_reported(raw_status, message):
+        event = Event(EventType.WARNING, Reason.INVALID_SPEC, message)
+        await asyncio.to_thread(record_events, ctx, canary, (event,))
+    return TickResult(invalid_status_patch(raw_status, message, generation, now))
+
+
+async def _look(
+    ctx: OperatorContext,
+    canary: Mapping[str, Any],
+    spec: CanarySpec,
+    status: CanaryStatus,
+    window: tuple[float, float] | None,
+) -> Verdict | None:
+    if window is None:
+        return None
+    meta = canary.get("metadata") or {}
+    policy = policy_from_spec(spec)
+    look = await asyncio.to_thread(
+        build_look, ctx, str(meta.get("name", "")), str(meta.get("namespace", "")), spec, policy, window
+    )
+    return judge(policy, look, status.judge)
+
+
+async def _hooks(
+    ctx: OperatorContext,
+    canary: Mapping[str, Any],
+    spec: CanarySpec,
+    status: CanaryStatus,
+    types: tuple[HookType, ...],
+) -> dict[HookType, HookOutcome]:
+    """Run the due hook types concurrently (each bounded by its hooks' timeouts)."""
+    if not types:
+        return {}
+    meta = canary.get("metadata") or {}
+
+    async def one(hook_type: HookType) -> HookOutcome:
+        payload = HookPayload(
+            name=str(meta.get("name", "")),
+            namespace=str(meta.get("namespace", "")),
+            phase=hook_phase(hook_type, status.phase.value),
+            checksum=status.last_applied_spec or "",
+        )
+        return await run_hooks(
+            spec.analysis.hooks_of(hook_type), payload, client=ctx.http, secret=ctx.config.hook_secret
+        )
+
+    outcomes = await asyncio.gather(*(one(hook_type) for hook_type in types))
+    return dict(zip(types, outcomes, strict=True))

@@ -1,0 +1,75 @@
+"""Assemble a running operator: kopf settings, the handler registry, and the per-process context.
+
+Shared by ``coalmine run`` and the integration tests, so tests exercise exactly what production runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any
+
+import kopf
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+
+from controller.handlers import canary
+from controller.kube.client import KubeClient
+from controller.operator.context import OperatorConfig, OperatorContext
+
+FINALIZER = "coalmine.dev/finalizer"
+
+
+def configure_settings(
+    settings: kopf.OperatorSettings, *, peering: str | None = None, priority: int | None = None
+) -> None:
+    """Coalmine's kopf settings: our finalizer name, kopf's bookkeeping in annotations (status stays ours),
+    only warnings posted as Events (ours are written by the operator), and peering for HA.
+
+    kopf peering pauses every replica that sees a live peer of higher *or equal* priority, so each replica needs a
+    distinct priority: without ``--priority`` a random one is drawn, so exactly one replica (the highest) is active.
+    """
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="coalmine.dev")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="coalmine.dev", key="last-handled-configuration"
+    )
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    if peering:
+        settings.peering.name = peering
+        settings.peering.standalone = False
+        settings.peering.mandatory = True
+        settings.peering.priority = priority if priority is not None else random.randint(1, 2**31 - 1)
+    else:
+        settings.peering.standalone = True
+
+
+def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
+    """A fresh registry with every Coalmine handler (never kopf's global one, so tests stay isolated)."""
+    registry = kopf.OperatorRegistry()
+    canary.register(registry, config.tick_seconds)
+
+    @kopf.on.cleanup(registry=registry)
+    async def close_context(memo: kopf.Memo, **_: Any) -> None:
+        ctx: OperatorContext | None = memo.get("ctx")
+        if ctx is not None:
+            await ctx.aclose()
+
+    return registry
+
+
+def kubernetes_configuration() -> k8s_client.Configuration:
+    """Credentials like kubectl's: in-cluster when running in a pod, else ``KUBECONFIG``/``~/.kube/config``."""
+    configuration = k8s_client.Configuration()
+    try:
+        k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except k8s_config.ConfigException:
+        k8s_config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    return configuration
+
+
+def build_context(config: OperatorConfig, configuration: k8s_client.Configuration) -> OperatorContext:
+    """The per-process context with a Kubernetes client whose requests are bounded in time."""
+    api = KubeClient.from_configuration(configuration, timeout_s=config.kubernetes_timeout_s, instance=config.instance)
+    return OperatorContext(config=config, api=api)

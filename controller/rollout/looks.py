@@ -1,0 +1,297 @@
+"""Progressing, WaitingPromotion, Promoting and Finalising: one look per interval, then one move.
+
+A look combines the judge's verdict with the rollout hooks. Its outcome decides: ``rejected`` rolls back at once,
+``fail`` adds a failed check (cumulative for the revision; rollback at ``threshold``), ``noData`` is counted apart and
+never moves anything, and only ``pass`` makes the next move (a step, an iteration, or promotion).
+"""
+
+from __future__ import annotations
+
+from analysis.verdict import Outcome, Verdict
+from controller.rollout.decision import Reason, ScaleCanary, SetWeights
+from controller.rollout.durations import format_duration
+from controller.rollout.moves import (
+    APPROVED,
+    GATE_CONFIRM_PROMOTION,
+    GATE_POST_ROLLOUT,
+    GATE_PRE_ROLLOUT,
+    PASSED,
+    PENDING,
+    MoveKind,
+    ab_mode,
+    canary_has_traffic,
+    has_hooks,
+    is_first_look,
+    look_due,
+    needs_verdict,
+    next_move,
+    pause_gate,
+    traffic_gate,
+)
+from controller.rollout.phases import Hold, Phase
+from controller.rollout.spec import HookType, Pause, SetWeight, canary_steps
+from controller.rollout.tick import Tick, begin_promotion, rollback
+
+_SEVERITY = {Outcome.PASS: 0, Outcome.NO_DATA: 1, Outcome.FAIL: 2, Outcome.REJECTED: 3}
+
+
+def analyse(tick: Tick) -> None:
+    """Progressing / WaitingPromotion: wait for a ready canary, then run the look if one is due."""
+    spec, obs = tick.spec, tick.obs
+    if obs.canary_ready_percent < spec.analysis.canary_ready_threshold:
+        tick.hold(
+            Hold.CANARY_NOT_READY,
+            f"Waiting for {tick.target} to become ready "
+            f"({obs.canary_ready_percent:g}% < {spec.analysis.canary_ready_threshold}%)",
+            Reason.WAITING,
+        )
+        return
+    if tick.status.hold is Hold.CANARY_NOT_READY:
+        tick.update(hold=None)
+    if spec.skip_analysis:
+        begin_promotion(tick, skipped=True)
+        return
+    if tick.status.paused_by_user or not look_due(spec, tick.status, tick.now):
+        return
+    _look(tick)
+
+
+def _hook_failed(tick: Tick, hook_type: HookType) -> str | None:
+    """None if the hooks of this type passed (or there are none); otherwise why they did not."""
+    if not has_hooks(tick.spec, hook_type):
+        return None
+    outcome = tick.obs.hooks.get(hook_type)
+    if outcome is None:
+        return f"{hook_type} hooks were not run"
+    return None if outcome.passed else f"{hook_type} hook failed: {outcome.message or 'no reason given'}"
+
+
+def _look(tick: Tick) -> None:
+    spec, obs = tick.spec, tick.obs
+    rollback_hook = obs.hooks.get(HookType.ROLLBACK)
+    if has_hooks(spec, HookType.ROLLBACK) and rollback_hook is not None and rollback_hook.passed:
+        detail = f" ({rollback_hook.message})" if rollback_hook.message else ""
+        rollback(
+            tick, Reason.ROLLBACK_REQUESTED, f"Rolling back {tick.target}: a rollback webhook asked for it{detail}"
+        )
+        return
+    verdict: Verdict | None = None
+    if is_first_look(tick.status):
+        failure = _hook_failed(tick, HookType.PRE_ROLLOUT)
+        tick.update(last_analysis_time=tick.now)
+        if failure is not None:
+            _failed_check(tick, failure)
+            return
+        tick.update(gates={**tick.status.gates, GATE_PRE_ROLLOUT: PASSED})
+        tick.note(Reason.ANALYSIS_STARTED, f"Starting canary analysis for {tick.target}")
+    else:
+        outcome, reason = Outcome.PASS, "checks passed"
+        if needs_verdict(spec) and canary_has_traffic(spec, tick.status):
+            verdict = obs.verdict
+            if verdict is None:
+                # The operator did not run this look: nothing is recorded, the next window still starts at the
+                # previous look, so no data is lost or counted twice.
+                tick.hold(Hold.ANALYSIS_PENDING, f"Waiting for the analysis of {tick.target}")
+                return
+            outcome, reason = verdict.outcome, verdict.reason
+            tick.update(judge=dict(verdict.state), evidence=verdict.to_dict())
+        failure = _hook_failed(tick, HookType.ROLLOUT)
+        if failure is not None and _SEVERITY[outcome] < _SEVERITY[Outcome.FAIL]:
+            outcome, reason = Outcome.FAIL, failure
+        if outcome is not Outcome.PASS:
+            tick.update(last_analysis_time=tick.now)
+        if outcome is Outcome.REJECTED:
+            rollback(tick, Reason.COMPARISON_REJECTED, f"Rolling back {tick.target}: {reason}")
+            return
+        if outcome is Outcome.FAIL:
+            _failed_check(tick, reason)
+            return
+        if outcome is Outcome.NO_DATA:
+            count = tick.status.no_data_checks + 1
+            tick.update(no_data_checks=count)
+            message = f"Halt {tick.target} advancement: no data ({reason}); no-data checks {count}"
+            tick.warn(Reason.NO_DATA, message)
+            tick.update(hold=Hold.NO_DATA, message=message)
+            return
+    _advance(tick, verdict)
+
+
+def _failed_check(tick: Tick, reason: str) -> None:
+    count = tick.status.failed_checks + 1
+    threshold = tick.spec.analysis.threshold
+    tick.update(failed_checks=count)
+    if count >= threshold:
+        rollback(tick, Reason.ROLLED_BACK, f"Rolling back {tick.target} failed checks threshold reached {count}")
+        return
+    message = f"Halt {tick.target} advancement: {reason} (failed checks {count}/{threshold})"
+    tick.warn(Reason.HALTED, message)
+    tick.update(hold=Hold.FAILED_CHECK, message=message)
+
+
+def _advance(tick: Tick, verdict: Verdict | None) -> None:
+    """A passing look: make the next move, unless a pause or a gate holds it."""
+    spec, status = tick.spec, tick.status
+    move = next_move(spec, status, tick.now)
+    if move.kind is MoveKind.HOLD_MANUAL_PAUSE:
+        tick.hold(
+            Hold.MANUAL_PAUSE,
+            f"Paused at step {status.step_index}: waiting for `kubectl coalmine promote {tick.target}`",
+        )
+    elif move.kind is MoveKind.HOLD_TIMED_PAUSE:
+        # A passing look during a timed pause is progress as planned: the pause is the spec, not a stall.
+        tick.update(hold=Hold.TIMED_PAUSE, progress_time=tick.now)
+        tick.update(message=f"Paused at step {status.step_index}, {format_duration(move.remaining_s)} left")
+    elif move.kind is MoveKind.MIRROR:
+        tick.update(mirrored=True, step_start_time=tick.now)
+        tick.set_weights(100, 0)
+        tick.progress(f"Advance {tick.target} canary mirroring")
+        tick.note(Reason.ADVANCED, f"Advance {tick.target} canary mirroring")
+    elif move.kind is MoveKind.ITERATE:
+        count = status.iterations + 1
+        tick.update(iterations=count, mirrored=spec.analysis.mirror and not ab_mode(spec), step_start_time=tick.now)
+        tick.set_weights(100, 0)
+        message = f"Advance {tick.target} canary iteration {count}/{spec.analysis.iterations}"
+        tick.progress(message)
+        tick.note(Reason.ADVANCED, message)
+    elif move.kind is MoveKind.SET_WEIGHT:
+        if move.increases_from(status.canary_weight) and not _traffic_increase_open(tick):
+            return
+        _enter_step(tick)
+    elif move.kind is MoveKind.ENTER_PAUSE:
+        _enter_step(tick)
+    else:
+        _try_promote(tick, verdict)
+
+
+def _traffic_increase_open(tick: Tick) -> bool:
+    spec, status = tick.spec, tick.status
+    if not has_hooks(spec, HookType.CONFIRM_TRAFFIC_INCREASE):
+        return True
+    if status.gates.get(traffic_gate(status.step_index)) == APPROVED:
+        return True
+    outcome = tick.obs.hooks.get(HookType.CONFIRM_TRAFFIC_INCREASE)
+    if outcome is not None and outcome.passed:
+        return True
+    tick.hold(
+        Hold.CONFIRM_TRAFFIC_INCREASE,
+        f"Halt {tick.target} advancement waiting for traffic increase approval",
+        Reason.WAITING,
+        warning=True,
+    )
+    return False
+
+
+def _enter_step(tick: Tick) -> None:
+    steps = canary_steps(tick.spec.analysis)
+    index = tick.status.step_index
+    step = steps[index]
+    if isinstance(step, SetWeight):
+        tick.update(step_index=index + 1, mirrored=False, step_start_time=tick.now)
+        tick.set_weights(100 - step.weight, step.weight)
+        message = f"Advance {tick.target} canary weight {step.weight}"
+        tick.progress(message)
+        tick.note(Reason.ADVANCED, message)
+        # A pause right after a weight starts with it: `setWeight: 10, pause: 10m` means ten minutes at 10 %.
+        if index + 1 < len(steps) and isinstance(steps[index + 1], Pause):
+            _enter_pause(tick, index + 1)
+    else:
+        _enter_pause(tick, index)
+
+
+def _enter_pause(tick: Tick, index: int) -> None:
+    pause = canary_steps(tick.spec.analysis)[index]
+    assert isinstance(pause, Pause)
+    tick.update(step_index=index + 1, step_start_time=tick.now)
+    weight = tick.status.canary_weight
+    if pause.duration_s is None:
+        tick.enter(
+            Phase.WAITING_PROMOTION,
+            Reason.PAUSED,
+            f"Paused {tick.target} at canary weight {weight}: waiting for `kubectl coalmine promote {tick.target}`",
+        )
+        tick.update(hold=Hold.MANUAL_PAUSE)
+    else:
+        message = f"Pausing {tick.target} for {format_duration(pause.duration_s)} at canary weight {weight}"
+        tick.progress(message)
+        tick.update(hold=Hold.TIMED_PAUSE)
+        tick.note(Reason.PAUSED, message)
+
+
+def _try_promote(tick: Tick, verdict: Verdict | None) -> None:
+    spec, status = tick.spec, tick.status
+    if verdict is not None and not verdict.promotable:
+        why = verdict.hold_reason or "the judge has not shown the canary to be within tolerance yet"
+        tick.hold(Hold.EVIDENCE, f"Holding {tick.target} before promotion: {why}", Reason.EVIDENCE_HOLD)
+        return
+    if (
+        has_hooks(spec, HookType.CONFIRM_PROMOTION)
+        and not status.promote_full
+        and status.gates.get(GATE_CONFIRM_PROMOTION) != APPROVED
+    ):
+        outcome = tick.obs.hooks.get(HookType.CONFIRM_PROMOTION)
+        if outcome is None or not outcome.passed:
+            message = f"Halt {tick.target} advancement waiting for promotion approval"
+            if status.phase is not Phase.WAITING_PROMOTION:
+                tick.enter(Phase.WAITING_PROMOTION, Reason.WAITING_PROMOTION, message, warning=True)
+            tick.update(hold=Hold.CONFIRM_PROMOTION, message=message)
+            return
+        tick.update(gates={**status.gates, GATE_CONFIRM_PROMOTION: APPROVED})
+        tick.note(Reason.PROMOTION_APPROVED, f"Confirm-promotion check passed for {tick.target}")
+    begin_promotion(tick)
+
+
+def promoting(tick: Tick) -> None:
+    """Wait for the primary to run the promoted spec, then shift traffic back (per interval with
+    ``stepWeightPromotion``, else at once) and go Finalising."""
+    spec, obs, status = tick.spec, tick.obs, tick.status
+    if status.paused_by_user:
+        return
+    copied = obs.primary_revision == status.last_applied_spec
+    ready = copied and obs.primary_updated and obs.primary_ready_percent >= spec.analysis.primary_ready_threshold
+    if not ready:
+        tick.hold(
+            Hold.PRIMARY_NOT_READY,
+            f"Waiting for {tick.target}-primary to roll out the promoted spec "
+            f"({obs.primary_ready_percent:g}% ready, updated: {obs.primary_updated})",
+        )
+        return
+    shift = spec.analysis.step_weight_promotion
+    if not shift or status.canary_weight == 0:
+        tick.act(SetWeights(100, 0))  # also ends the A/B match route and any mirror
+        tick.update(mirrored=False, canary_weight=0)
+        tick.enter(Phase.FINALISING, Reason.FINALISING, f"Routing all traffic to primary {tick.target}-primary")
+        return
+    started = status.step_start_time
+    if started is not None and tick.now - started < spec.analysis.interval_s:
+        return
+    canary = max(0, status.canary_weight - shift)
+    tick.update(step_start_time=tick.now)
+    tick.set_weights(100 - canary, canary)
+    message = f"Advance {tick.target} primary weight {100 - canary}"
+    tick.progress(message)
+    tick.note(Reason.PRIMARY_WEIGHT_ADVANCED, message)
+    if canary == 0:
+        tick.enter(Phase.FINALISING, Reason.FINALISING, f"Routing all traffic to primary {tick.target}-primary")
+
+
+def finalising(tick: Tick) -> None:
+    """All traffic is on the primary: scale the canary down and record the promoted revision."""
+    tick.act(SetWeights(100, 0), ScaleCanary(up=False))
+    tick.update(
+        canary_weight=0,
+        mirrored=False,
+        last_promoted_spec=tick.status.last_applied_spec,
+        gates={**tick.status.gates, GATE_POST_ROLLOUT: PENDING},
+        paused_by_user=False,
+    )
+    tick.enter(
+        Phase.SUCCEEDED,
+        Reason.SUCCEEDED,
+        f"Promotion completed! Scaling down {tick.target}. Canary analysis completed successfully, promotion finished.",
+    )
+
+
+def approve_pause(tick: Tick) -> None:
+    """A person promoted a manual pause: the next passing look moves on."""
+    tick.update(gates={**tick.status.gates, pause_gate(tick.status.step_index): APPROVED})
+    tick.enter(Phase.PROGRESSING, Reason.PROMOTION_APPROVED, f"Manual pause of {tick.target} approved")

@@ -1,0 +1,340 @@
+"""The rollout engine: ``plan`` says what to gather this tick, ``step`` decides what to do with it.
+
+Both are pure functions of (spec, status, [observations,] now). The operator's tick is:
+``probes = plan(spec, status, now)`` → gather observations (run the due look, call the listed hooks) →
+``decision = step(spec, status, obs, now)`` → apply ``decision.actions``, write ``decision.status``, record
+``decision.events``. Re-running a tick with the same inputs gives the same decision, and a tick applied twice never
+advances twice within one analysis interval (the look clock is in status).
+
+Phase rules live in :mod:`~controller.rollout.looks` (analysis and promotion) and
+:mod:`~controller.rollout.requests` (manual requests); this module handles initialisation, new revisions, the
+progress deadline, deletion and the bookkeeping every tick shares.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from controller.rollout.conditions import derive_conditions
+from controller.rollout.decision import (
+    Decision,
+    Initialize,
+    Reason,
+    ReleaseFinalizer,
+    RestoreOnDelete,
+    ScaleCanary,
+    SetWeights,
+)
+from controller.rollout.durations import format_duration
+from controller.rollout.looks import analyse, finalising, promoting
+from controller.rollout.moves import (
+    APPROVED,
+    DONE,
+    GATE_CONFIRM_ROLLOUT,
+    GATE_POST_ROLLOUT,
+    PENDING,
+    analysing_hooks,
+    effective_deadline,
+    has_hooks,
+    look_due,
+    metrics_due,
+    waiting_phase_hooks,
+)
+from controller.rollout.observations import Observations
+from controller.rollout.phases import ANALYSING, Hold, Phase, is_human_hold
+from controller.rollout.requests import handle_request
+from controller.rollout.spec import CanarySpec, HookType
+from controller.rollout.status import CanaryStatus
+from controller.rollout.tick import Tick, desired_routes, reset_for_revision, rollback, start_progressing
+
+DEADLINE_PHASES = frozenset(
+    {Phase.INITIALIZING, Phase.PROGRESSING, Phase.WAITING_PROMOTION, Phase.PROMOTING, Phase.FINALISING}
+)
+"""Automated phases in which ``progressDeadlineSeconds`` applies (Terminating has its own, softer rule)."""
+
+
+@dataclass(frozen=True)
+class Probes:
+    """What the operator must gather before calling :func:`step`.
+
+    ``metrics``: run the judge for the look over ``window`` (start, end) — windows of consecutive looks are
+    disjoint and cover the time in between. ``hooks``: webhook types to call, in this order.
+    """
+
+    metrics: bool = False
+    window: tuple[float, float] | None = None
+    hooks: tuple[HookType, ...] = ()
+
+
+def plan(spec: CanarySpec, status: CanaryStatus, now: float) -> Probes:
+    """Pure: which look and which hooks are due this tick (see :class:`Probes`)."""
+    if spec.suspend:
+        return Probes()
+    phase = status.phase
+    if phase is Phase.WAITING:
+        return Probes(hooks=waiting_phase_hooks(spec, status, now))
+    if phase in ANALYSING:
+        if spec.skip_analysis or status.paused_by_user or not look_due(spec, status, now):
+            return Probes()
+        metrics = metrics_due(spec, status)
+        start = status.last_analysis_time
+        if start is None:
+            start = now - spec.analysis.interval_s
+        return Probes(
+            metrics=metrics,
+            window=(start, now) if metrics else None,
+            hooks=analysing_hooks(spec, status, now),
+        )
+    if (
+        phase in (Phase.SUCCEEDED, Phase.FAILED)
+        and status.gates.get(GATE_POST_ROLLOUT) == PENDING
+        and has_hooks(spec, HookType.POST_ROLLOUT)
+    ):
+        return Probes(hooks=(HookType.POST_ROLLOUT,))
+    return Probes()
+
+
+def step(spec: CanarySpec, status: CanaryStatus, obs: Observations, now: float) -> Decision:
+    """Pure: Flagger's canary semantics plus Coalmine's (see docs/phases.md) for one tick."""
+    tick = Tick(spec, status, obs, now)
+    if obs.deleting:
+        _terminate(tick)
+    elif spec.suspend:
+        # Frozen: no actions, no Events, and the deadline clock does not run while suspended.
+        if status.phase in DEADLINE_PHASES:
+            tick.update(progress_time=now)
+        return tick.decision()
+    else:
+        _run(tick)
+    _finish(tick)
+    return tick.decision()
+
+
+def _run(tick: Tick) -> None:
+    phase = tick.status.phase
+    if phase is Phase.INITIALIZING:
+        handle_request(tick)  # none applies here, but the sender learns why instead of it firing much later
+        _PHASE_RULES[tick.status.phase](tick)
+        return
+    if phase in (Phase.TERMINATING, Phase.TERMINATED):
+        return
+    if not tick.obs.target.exists and phase not in (Phase.PROMOTING, Phase.FINALISING):
+        tick.hold(Hold.TARGET_MISSING, f"Target {tick.target} not found", Reason.TARGET_MISSING, warning=True)
+        _check_deadline(tick)
+        return
+    if tick.status.hold is Hold.TARGET_MISSING:
+        tick.update(hold=None)
+    _detect_revision(tick)
+    handle_request(tick)
+    _PHASE_RULES[tick.status.phase](tick)
+    # Checked after the phase's rule, so a late tick that does make progress is not punished for being late.
+    if tick.status.progress_time != tick.now:
+        _check_deadline(tick)
+
+
+def _initialize(tick: Tick) -> None:
+    spec, obs = tick.spec, tick.obs
+    if tick.status.last_transition_time is None:
+        tick.enter(Phase.INITIALIZING, Reason.INITIALIZING, f"New Deployment {tick.target} detected, initializing")
+    if not obs.target.exists:
+        tick.hold(Hold.TARGET_MISSING, f"Target {tick.target} not found", Reason.TARGET_MISSING, warning=True)
+        _check_deadline(tick)
+        return
+    # Remember which revision is being initialized, so a failed initialization is retried only for a new one.
+    tick.update(last_applied_spec=obs.target.pod_template_hash, tracked_configs=dict(obs.target.tracked_configs))
+    tick.act(Initialize())
+    copied = obs.primary_revision == obs.target.pod_template_hash
+    if not (copied and obs.primary_updated and obs.primary_ready_percent >= spec.analysis.primary_ready_threshold):
+        tick.hold(
+            Hold.PRIMARY_NOT_READY,
+            f"Waiting for {tick.target}-primary to become ready ({obs.primary_ready_percent:g}%)",
+        )
+        _check_deadline(tick)
+        return
+    revision = obs.target.pod_template_hash
+    tick.update(
+        last_applied_spec=revision,
+        last_promoted_spec=revision,
+        tracked_configs=dict(obs.target.tracked_configs),
+        gates={},
+    )
+    tick.set_weights(100, 0)
+    tick.act(ScaleCanary(up=False))
+    tick.enter(Phase.INITIALIZED, Reason.INITIALIZED, f"Initialization done! {tick.target}")
+
+
+def _detect_revision(tick: Tick) -> None:
+    """A new pod-template hash or config checksum starts a rollout; a revert to the promoted spec does not."""
+    status, target = tick.status, tick.obs.target
+    if status.phase in (Phase.PROMOTING, Phase.FINALISING):
+        return  # the promoted revision is being copied; a newer one is picked up once Succeeded
+    revision, configs = target.pod_template_hash, dict(target.tracked_configs)
+    if revision == status.last_applied_spec and configs == dict(status.tracked_configs):
+        return
+    tick.update(last_applied_spec=revision, tracked_configs=configs)
+    if status.phase is Phase.FAILED and not status.last_promoted_spec:
+        tick.enter(Phase.INITIALIZING, Reason.INITIALIZING, f"New revision of {tick.target}; initializing again")
+        return
+    if status.phase in ANALYSING:
+        start_progressing(
+            tick, Reason.ANALYSIS_RESTARTED, f"New revision detected! Restarting analysis for {tick.target}"
+        )
+        return
+    reverted = revision == status.last_promoted_spec and revision != status.last_applied_spec
+    if reverted:
+        reset_for_revision(tick, keep_approval=False)
+        tick.enter(
+            Phase.SUCCEEDED,
+            Reason.REVERT_DETECTED,
+            f"{tick.target} was reverted to the last promoted revision; nothing to roll out",
+        )
+        return
+    tick.update(gates={})
+    if has_hooks(tick.spec, HookType.CONFIRM_ROLLOUT):
+        reset_for_revision(tick, keep_approval=False)
+        tick.enter(
+            Phase.WAITING,
+            Reason.WAITING_APPROVAL,
+            f"New revision of {tick.target} detected; halt advancement waiting for approval (confirm-rollout)",
+        )
+        tick.update(hold=Hold.CONFIRM_ROLLOUT, last_analysis_time=None)
+        return
+    start_progressing(tick, Reason.NEW_REVISION, f"New revision detected! Scaling up {tick.target}")
+
+
+def _check_deadline(tick: Tick) -> None:
+    """Roll back (or fail the initialization) once nothing has progressed for the deadline; human waits excluded."""
+    status, now = tick.status, tick.now
+    if status.phase not in DEADLINE_PHASES or status.paused_by_user or is_human_hold(status.hold):
+        return
+    since = status.progress_time if status.progress_time is not None else status.last_transition_time
+    if since is None:
+        tick.update(progress_time=now)
+        return
+    if now - since <= effective_deadline(tick.spec):
+        return
+    waited = format_duration(now - since)
+    why = f" ({status.message})" if status.message else ""
+    if status.phase is Phase.INITIALIZING:
+        tick.enter(
+            Phase.FAILED,
+            Reason.PROGRESS_DEADLINE_EXCEEDED,
+            f"Progress deadline exceeded: {tick.target} not initialized after {waited}{why}",
+            warning=True,
+        )
+        return
+    rollback(
+        tick,
+        Reason.PROGRESS_DEADLINE_EXCEEDED,
+        f"Progress deadline exceeded: rolling back {tick.target} after {waited} without progress{why}",
+    )
+
+
+def _waiting(tick: Tick) -> None:
+    if not has_hooks(tick.spec, HookType.CONFIRM_ROLLOUT) or tick.status.gates.get(GATE_CONFIRM_ROLLOUT) == APPROVED:
+        start_progressing(tick, Reason.NEW_REVISION, f"New revision detected! Scaling up {tick.target}")
+        return
+    outcome = tick.obs.hooks.get(HookType.CONFIRM_ROLLOUT)
+    if outcome is None:
+        return
+    tick.update(last_analysis_time=tick.now)
+    if outcome.passed:
+        tick.update(gates={**tick.status.gates, GATE_CONFIRM_ROLLOUT: APPROVED})
+        start_progressing(
+            tick, Reason.ROLLOUT_APPROVED, f"Confirm-rollout check passed! New revision, scaling up {tick.target}"
+        )
+        return
+    detail = f": {outcome.message}" if outcome.message else ""
+    tick.update(hold=Hold.CONFIRM_ROLLOUT, message=f"Halt {tick.target} advancement waiting for approval{detail}")
+
+
+def _steady(tick: Tick) -> None:
+    """Initialized, Succeeded, Failed: run post-rollout hooks once per finished rollout."""
+    status = tick.status
+    if status.gates.get(GATE_POST_ROLLOUT) != PENDING:
+        return
+    if has_hooks(tick.spec, HookType.POST_ROLLOUT):
+        outcome = tick.obs.hooks.get(HookType.POST_ROLLOUT)
+        if outcome is None:
+            return
+        if not outcome.passed:
+            tick.warn(Reason.POST_ROLLOUT_FAILED, f"Post-rollout hook of {tick.target} failed: {outcome.message}")
+    tick.update(gates={**status.gates, GATE_POST_ROLLOUT: DONE})
+
+
+def _terminate(tick: Tick) -> None:
+    """Deletion: with ``revertOnDeletion`` give the target its traffic back before letting the Canary go."""
+    status, spec = tick.status, tick.spec
+    if status.phase is Phase.TERMINATED:
+        tick.act(ReleaseFinalizer())
+        return
+    if not spec.revert_on_deletion or not status.last_promoted_spec:
+        tick.enter(Phase.TERMINATED, Reason.TERMINATED, f"Canary for {tick.target} deleted")
+        tick.act(ReleaseFinalizer())
+        return
+    if status.phase is not Phase.TERMINATING:
+        tick.enter(
+            Phase.TERMINATING,
+            Reason.TERMINATING,
+            f"Canary deleted: restoring {tick.target} and its routes (revertOnDeletion)",
+        )
+    tick.act(RestoreOnDelete())
+    if tick.obs.canary_ready_percent >= spec.analysis.canary_ready_threshold:
+        tick.enter(Phase.TERMINATED, Reason.TERMINATED, f"{tick.target} restored; Canary deleted")
+        tick.act(ReleaseFinalizer())
+        return
+    since = tick.status.progress_time if tick.status.progress_time is not None else tick.now
+    if tick.now - since > effective_deadline(spec):
+        tick.enter(
+            Phase.TERMINATED,
+            Reason.PROGRESS_DEADLINE_EXCEEDED,
+            f"Progress deadline exceeded while restoring {tick.target}; releasing the Canary anyway",
+            warning=True,
+        )
+        tick.act(ReleaseFinalizer())
+        return
+    tick.hold(Hold.CANARY_NOT_READY, f"Waiting for {tick.target} to be restored")
+
+
+def _finish(tick: Tick) -> None:
+    """Bookkeeping every tick shares: freeze the deadline in human waits, heal drifted routes, conditions."""
+    status, obs = tick.status, tick.obs
+    if status.paused_by_user or is_human_hold(status.hold):
+        tick.update(progress_time=tick.now)
+    routed = any(isinstance(action, SetWeights) for action in tick.actions)
+    desired = None if obs.deleting or routed else desired_routes(tick.spec, status)
+    if desired is not None:
+        seen = obs.routes
+        if seen is None:
+            tick.act(desired)
+            tick.warn(Reason.ROUTES_DRIFTED, f"Routes for {tick.target} not found; recreating them")
+        elif (seen.primary, seen.canary) != (desired.primary, desired.canary):
+            tick.act(desired)
+            tick.warn(
+                Reason.ROUTES_DRIFTED,
+                f"Routes for {tick.target} drifted to {seen.primary}/{seen.canary}; "
+                f"restoring {desired.primary}/{desired.canary}",
+            )
+    generation = obs.generation or tick.status.observed_generation
+    tick.update(
+        observed_generation=generation,
+        conditions=derive_conditions(tick.status, tick.now, generation),
+    )
+
+
+_PHASE_RULES: dict[Phase, Callable[[Tick], None]] = {
+    Phase.INITIALIZED: _steady,
+    Phase.SUCCEEDED: _steady,
+    Phase.FAILED: _steady,
+    Phase.WAITING: _waiting,
+    Phase.PROGRESSING: analyse,
+    Phase.WAITING_PROMOTION: analyse,
+    Phase.PROMOTING: promoting,
+    Phase.FINALISING: finalising,
+    Phase.INITIALIZING: _initialize,
+    Phase.TERMINATING: lambda tick: None,
+    Phase.TERMINATED: lambda tick: None,
+}
+
+__all__ = ["DEADLINE_PHASES", "Probes", "plan", "step"]

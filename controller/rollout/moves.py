@@ -1,0 +1,185 @@
+"""Pure predicates shared by ``plan`` (what to gather) and ``step`` (what to do), so the two never disagree.
+
+"Is a look due?", "is this the first look of the revision?", "does the canary get traffic?" and "what would a
+passing look do next?" are each answered once, here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from controller.rollout.phases import Phase
+from controller.rollout.spec import CanarySpec, HookType, Pause, SetWeight, canary_steps
+from controller.rollout.status import CanaryStatus
+
+APPROVED = "approved"
+PASSED = "passed"
+PENDING = "pending"
+DONE = "done"
+
+GATE_CONFIRM_ROLLOUT = "confirm-rollout"
+GATE_PRE_ROLLOUT = "pre-rollout"
+GATE_CONFIRM_PROMOTION = "confirm-promotion"
+GATE_POST_ROLLOUT = "post-rollout"
+
+
+def pause_gate(step_index: int) -> str:
+    """The gate key of the manual pause entered as step ``step_index`` (1-based count of entered steps)."""
+    return f"pause/{step_index}"
+
+
+def traffic_gate(step_index: int) -> str:
+    """The gate key approving the weight increase into step ``step_index`` (0-based index of the next step)."""
+    return f"confirm-traffic-increase/{step_index}"
+
+
+def has_hooks(spec: CanarySpec, hook_type: HookType) -> bool:
+    return bool(spec.analysis.hooks_of(hook_type))
+
+
+def needs_verdict(spec: CanarySpec) -> bool:
+    """The spec asks for metric checks or a comparison, so a look needs the judge's verdict."""
+    return bool(spec.analysis.metrics) or spec.analysis.comparison is not None
+
+
+def iterations_mode(spec: CanarySpec) -> bool:
+    """A/B testing (``iterations`` + ``match``) or blue/green (``iterations`` alone): no weight steps."""
+    return bool(spec.analysis.iterations)
+
+
+def ab_mode(spec: CanarySpec) -> bool:
+    return iterations_mode(spec) and bool(spec.analysis.match)
+
+
+def mirror_weight(spec: CanarySpec) -> int:
+    return spec.analysis.mirror_weight if spec.analysis.mirror_weight is not None else 100
+
+
+def effective_deadline(spec: CanarySpec) -> float:
+    """``progressDeadlineSeconds``, but never shorter than two analysis intervals: a slow interval alone must not
+    trip it, since a look (and so any progress) can only happen once per interval."""
+    return max(spec.progress_deadline_s, 2 * spec.analysis.interval_s)
+
+
+def look_due(spec: CanarySpec, status: CanaryStatus, now: float) -> bool:
+    """One look per analysis interval: due when none ran yet or ``interval`` has passed since the last one."""
+    last = status.last_analysis_time
+    return last is None or now - last >= spec.analysis.interval_s
+
+
+def is_first_look(status: CanaryStatus) -> bool:
+    """The revision's first look runs the pre-rollout hooks at weight 0 instead of metrics (no traffic yet)."""
+    return status.gates.get(GATE_PRE_ROLLOUT) != PASSED
+
+
+def canary_has_traffic(spec: CanarySpec, status: CanaryStatus) -> bool:
+    """Metrics mean something only when the canary gets traffic: a weight, a mirror, or an iteration's routes."""
+    if iterations_mode(spec):
+        return status.iterations >= 1
+    return status.canary_weight > 0 or status.mirrored
+
+
+def metrics_due(spec: CanarySpec, status: CanaryStatus) -> bool:
+    """Whether the look that is due needs the judge's verdict."""
+    return needs_verdict(spec) and not is_first_look(status) and canary_has_traffic(spec, status)
+
+
+class MoveKind(StrEnum):
+    HOLD_MANUAL_PAUSE = "hold-manual-pause"
+    HOLD_TIMED_PAUSE = "hold-timed-pause"
+    MIRROR = "mirror"
+    ITERATE = "iterate"
+    SET_WEIGHT = "set-weight"
+    ENTER_PAUSE = "enter-pause"
+    PROMOTE = "promote"
+
+
+@dataclass(frozen=True)
+class Move:
+    """What a passing look does next. ``weight`` is the target canary weight of a ``SET_WEIGHT``; ``remaining_s``
+    the time left in a timed pause."""
+
+    kind: MoveKind
+    weight: int = 0
+    remaining_s: float = 0.0
+
+    def increases_from(self, current: int) -> bool:
+        return self.kind is MoveKind.SET_WEIGHT and self.weight > current
+
+
+def current_weight_step(spec: CanarySpec, status: CanaryStatus) -> int:
+    """The weight the current step calls for: the last ``setWeight`` entered (0 before any)."""
+    steps = canary_steps(spec.analysis)[: status.step_index]
+    weights = [step.weight for step in steps if isinstance(step, SetWeight)]
+    return weights[-1] if weights else 0
+
+
+def next_move(spec: CanarySpec, status: CanaryStatus, now: float) -> Move:
+    """What the next passing look does, from spec and status alone (used by plan to pick gates, by step to act)."""
+    if status.promote_full:
+        return Move(MoveKind.PROMOTE)
+    if iterations_mode(spec):
+        wanted = spec.analysis.iterations or 0
+        return Move(MoveKind.ITERATE) if status.iterations < wanted else Move(MoveKind.PROMOTE)
+    if spec.analysis.mirror and status.step_index == 0 and status.canary_weight == 0 and not status.mirrored:
+        return Move(MoveKind.MIRROR)
+    steps = canary_steps(spec.analysis)
+    index = status.step_index
+    if 0 < index <= len(steps):
+        current = steps[index - 1]
+        if isinstance(current, Pause):
+            if current.duration_s is None and status.gates.get(pause_gate(index)) != APPROVED:
+                return Move(MoveKind.HOLD_MANUAL_PAUSE)
+            if current.duration_s is not None:
+                started = status.step_start_time if status.step_start_time is not None else now
+                remaining = current.duration_s - (now - started)
+                if remaining > 0:
+                    return Move(MoveKind.HOLD_TIMED_PAUSE, remaining_s=remaining)
+    if index < len(steps):
+        upcoming = steps[index]
+        if isinstance(upcoming, SetWeight):
+            return Move(MoveKind.SET_WEIGHT, weight=upcoming.weight)
+        return Move(MoveKind.ENTER_PAUSE)
+    return Move(MoveKind.PROMOTE)
+
+
+def analysing_hooks(spec: CanarySpec, status: CanaryStatus, now: float) -> tuple[HookType, ...]:
+    """The hooks a due look in Progressing/WaitingPromotion runs, in the order the operator should call them."""
+    wanted: list[HookType] = []
+    if has_hooks(spec, HookType.ROLLBACK):
+        wanted.append(HookType.ROLLBACK)
+    # The first look runs pre-rollout instead of rollout hooks; it then makes the first move, so it may need
+    # that move's gate as well.
+    first = is_first_look(status)
+    if first and has_hooks(spec, HookType.PRE_ROLLOUT):
+        wanted.append(HookType.PRE_ROLLOUT)
+    if not first and has_hooks(spec, HookType.ROLLOUT):
+        wanted.append(HookType.ROLLOUT)
+    move = next_move(spec, status, now)
+    if (
+        move.increases_from(status.canary_weight)
+        and has_hooks(spec, HookType.CONFIRM_TRAFFIC_INCREASE)
+        and status.gates.get(traffic_gate(status.step_index)) != APPROVED
+    ):
+        wanted.append(HookType.CONFIRM_TRAFFIC_INCREASE)
+    if (
+        move.kind is MoveKind.PROMOTE
+        and not status.promote_full
+        and has_hooks(spec, HookType.CONFIRM_PROMOTION)
+        and status.gates.get(GATE_CONFIRM_PROMOTION) != APPROVED
+    ):
+        wanted.append(HookType.CONFIRM_PROMOTION)
+    return tuple(wanted)
+
+
+def waiting_phase_hooks(spec: CanarySpec, status: CanaryStatus, now: float) -> tuple[HookType, ...]:
+    """Waiting polls confirm-rollout once per interval until it opens (or a person approves)."""
+    if (
+        status.phase is Phase.WAITING
+        and has_hooks(spec, HookType.CONFIRM_ROLLOUT)
+        and status.gates.get(GATE_CONFIRM_ROLLOUT) != APPROVED
+        and look_due(spec, status, now)
+    ):
+        return (HookType.CONFIRM_ROLLOUT,)
+    return ()

@@ -1,0 +1,117 @@
+"""The vocabulary of a rollout: Flagger's phases, why a rollout is holding, and the manual requests people send.
+
+Phases keep Flagger's spelling so dashboards, alerts and Argo CD health scripts written for Flagger keep working.
+``Hold`` is Coalmine's own: it says *why* a phase is not moving, which is what decides whether the progress deadline
+runs (an automated wait) or is frozen (a human wait).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Phase(StrEnum):
+    """Flagger's Canary phases (``status.phase``)."""
+
+    INITIALIZING = "Initializing"
+    INITIALIZED = "Initialized"
+    WAITING = "Waiting"
+    PROGRESSING = "Progressing"
+    WAITING_PROMOTION = "WaitingPromotion"
+    PROMOTING = "Promoting"
+    FINALISING = "Finalising"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    TERMINATING = "Terminating"
+    TERMINATED = "Terminated"
+
+
+ANALYSING = frozenset({Phase.PROGRESSING, Phase.WAITING_PROMOTION})
+"""Phases in which the canary takes traffic and each analysis interval brings a look."""
+
+STEADY = frozenset({Phase.INITIALIZED, Phase.SUCCEEDED, Phase.FAILED})
+"""Phases that wait for a new revision (or ``retry``); nothing is in flight."""
+
+IN_PROGRESS = frozenset(
+    {
+        Phase.INITIALIZING,
+        Phase.WAITING,
+        Phase.PROGRESSING,
+        Phase.WAITING_PROMOTION,
+        Phase.PROMOTING,
+        Phase.FINALISING,
+        Phase.TERMINATING,
+    }
+)
+"""Phases a kstatus reader should see as ``Reconciling``."""
+
+
+def is_active(phase: Phase) -> bool:
+    """True while a revision is being rolled out: the canary is scaled up and may take traffic."""
+    return phase in ANALYSING or phase in (Phase.PROMOTING, Phase.FINALISING)
+
+
+def is_analysing(phase: Phase) -> bool:
+    """True in the phases where looks (metrics, rollout hooks) run each interval."""
+    return phase in ANALYSING
+
+
+def is_steady(phase: Phase) -> bool:
+    """True when nothing is in flight and only a new revision (or ``retry``) starts a rollout."""
+    return phase in STEADY
+
+
+def is_terminal(phase: Phase) -> bool:
+    """True when the current revision's rollout has ended (successfully or not), or the Canary is gone."""
+    return phase in (Phase.SUCCEEDED, Phase.FAILED, Phase.TERMINATED)
+
+
+def is_in_progress(phase: Phase) -> bool:
+    """True when the controller is still working towards a steady state (kstatus ``Reconciling``)."""
+    return phase in IN_PROGRESS
+
+
+class ManualAction(StrEnum):
+    """What a person can ask for (``kubectl coalmine promote|abort|…``), Argo Rollouts' verbs."""
+
+    PROMOTE = "promote"
+    PROMOTE_FULL = "promote-full"
+    ABORT = "abort"
+    PAUSE = "pause"
+    RESUME = "resume"
+    RETRY = "retry"
+
+
+class Hold(StrEnum):
+    """Why a rollout is not moving right now (``status.hold``); the value is shown to users."""
+
+    TARGET_MISSING = "TargetMissing"
+    PRIMARY_NOT_READY = "PrimaryNotReady"
+    CANARY_NOT_READY = "CanaryNotReady"
+    ANALYSIS_PENDING = "AnalysisPending"
+    FAILED_CHECK = "FailedCheck"
+    NO_DATA = "NoData"
+    EVIDENCE = "Evidence"
+    TIMED_PAUSE = "TimedPause"
+    MANUAL_PAUSE = "ManualPause"
+    CONFIRM_ROLLOUT = "ConfirmRollout"
+    CONFIRM_TRAFFIC_INCREASE = "ConfirmTrafficIncrease"
+    CONFIRM_PROMOTION = "ConfirmPromotion"
+    USER_PAUSE = "UserPause"
+
+
+HUMAN_HOLDS = frozenset(
+    {
+        Hold.MANUAL_PAUSE,
+        Hold.CONFIRM_ROLLOUT,
+        Hold.CONFIRM_TRAFFIC_INCREASE,
+        Hold.CONFIRM_PROMOTION,
+        Hold.USER_PAUSE,
+    }
+)
+"""Holds that wait for a person (or a gate they control): the progress deadline does not run during them."""
+
+
+def is_human_hold(hold: Hold | None) -> bool:
+    """True if the hold waits for a person, so it must not count against ``progressDeadlineSeconds``."""
+    return hold in HUMAN_HOLDS

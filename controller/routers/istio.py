@@ -1,0 +1,431 @@
+"""Istio routing: a VirtualService ``<svc>`` splitting traffic between ``<svc>-primary`` and ``<svc>-canary``.
+
+Pure builders (:func:`build_virtual_service`, :func:`build_destination_rules`, :func:`read_routes`) sit next to the
+effectful :class:`IstioRouter`, which applies them through :mod:`controller.kube.client`.
+
+Shape of the VirtualService (Flagger's): ``hosts`` = ``service.hosts`` plus ``<svc>``, ``gateways`` (default
+``mesh``), and HTTP routes carrying ``service.match/rewrite/retries/timeout/headers/corsPolicy``:
+
+1. ``canary-match`` (A/B only, ``analysis.match`` merged with ``service.match``): matching requests go to the
+   canary (100) while the A/B analysis runs, to the primary otherwise;
+2. ``sticky-route`` (``analysis.sessionAffinity`` only): requests carrying the canary's cookie stay on the canary;
+3. ``weighted``: the primary/canary split, with ``mirror``/``mirrorPercentage`` when mirroring.
+
+An existing VirtualService Coalmine did not create is taken over: its spec is saved in the annotation
+``coalmine.dev/original-configuration`` and put back by :meth:`IstioRouter.finalize`; it never gets an owner
+reference, so deleting the Canary can't garbage-collect a user's object.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import secrets
+import string
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from controller.kube.client import (
+    DESTINATION_RULES,
+    VIRTUAL_SERVICES,
+    KubeApi,
+    create_or_update,
+    describe,
+    update_with_retry,
+)
+from controller.kube.errors import ApiNotFound
+from controller.kube.meta import ANNOTATION_PREFIX, copyable_annotations, is_owned_by, owner_reference
+from controller.kube.objects import service_names
+from controller.rollout.spec import CanarySpec
+from controller.routers import Router, Routes
+
+Object = dict[str, Any]
+
+ISTIO_API_VERSION = "networking.istio.io/v1beta1"
+ORIGINAL_CONFIGURATION_ANNOTATION = "coalmine.dev/original-configuration"
+SESSION_COOKIE_ANNOTATION = "coalmine.dev/session-cookie"
+PREVIOUS_SESSION_COOKIE_ANNOTATION = "coalmine.dev/previous-session-cookie"
+MATCH_ROUTE = "canary-match"
+STICKY_ROUTE = "sticky-route"
+WEIGHTED_ROUTE = "weighted"
+DEFAULT_COOKIE_MAX_AGE_S = 86400
+
+
+@dataclass(frozen=True)
+class SessionCookies:
+    """Session-affinity cookies (``name=value``): the one given to clients of the running canary, and the one of
+    the previous run, which is expired on clients once the canary weight is back to 0."""
+
+    current: str | None = None
+    previous: str | None = None
+
+
+def _is_tcp(spec: CanarySpec) -> bool:
+    return (spec.service.app_protocol or "").lower() == "tcp"
+
+
+def _destination(spec: CanarySpec, host: str, weight: int) -> Object:
+    destination: Object = {"host": host}
+    # Behind an ingress gateway with port discovery the destination port must be explicit (Flagger's rule).
+    if spec.service.port_discovery and spec.service.gateways and spec.service.gateways[0] != "mesh":
+        destination["port"] = {"number": spec.service.port}
+    return {"destination": destination, "weight": weight}
+
+
+def _route_options(spec: CanarySpec) -> Object:
+    service = spec.service
+    options: Object = {}
+    for key, value in (
+        ("match", [dict(m) for m in service.match]),
+        ("rewrite", service.rewrite),
+        ("timeout", service.timeout),
+        ("retries", service.retries),
+        ("headers", service.headers),
+        ("corsPolicy", service.cors_policy),
+    ):
+        if value:
+            options[key] = copy.deepcopy(value)
+    return options
+
+
+def merge_match(canary: Sequence[Mapping[str, Any]], defaults: Sequence[Mapping[str, Any]]) -> list[Object]:
+    """Flagger's merge of A/B conditions with ``service.match``: every default (e.g. a URI prefix) combined with
+    every canary condition's ``headers``/``sourceLabels``, so the canary route never widens the service's match."""
+    if not defaults:
+        return [copy.deepcopy(dict(c)) for c in canary]
+    merged: list[Object] = []
+    for condition in canary:
+        for default in defaults:
+            item = copy.deepcopy(dict(default))
+            for key in ("headers", "sourceLabels"):
+                if condition.get(key) is not None:
+                    item[key] = copy.deepcopy(condition[key])
+            merged.append(item)
+    return merged
+
+
+def _cookie_match(spec: CanarySpec, cookie: str) -> list[Object]:
+    name, _, value = cookie.partition("=")
+    condition = {"headers": {"Cookie": {"regex": f".*{name}.*{value}.*"}}}
+    return merge_match([condition], spec.service.match)
+
+
+def _with_response_header(headers: Mapping[str, Any] | None, name: str, value: str) -> Object:
+    result = copy.deepcopy(dict(headers or {}))
+    response = result.setdefault("response", {})
+    response.setdefault("add", {})[name] = value
+    return result
+
+
+def _http_routes(spec: CanarySpec, routes: Routes, cookies: SessionCookies, apex: str) -> list[Object]:
+    primary, canary = f"{apex}-primary", f"{apex}-canary"
+    options = _route_options(spec)
+    http: list[Object] = []
+    if spec.analysis.match:
+        active = routes.match_active
+        http.append(
+            {
+                "name": MATCH_ROUTE,
+                **options,
+                "match": merge_match(spec.analysis.match, spec.service.match),
+                "route": [
+                    _destination(spec, primary, 0 if active else 100),
+                    _destination(spec, canary, 100 if active else 0),
+                ],
+            }
+        )
+    weighted: Object = {
+        "name": WEIGHTED_ROUTE,
+        **options,
+        "route": [_destination(spec, primary, routes.primary), _destination(spec, canary, routes.canary)],
+    }
+    affinity = spec.analysis.session_affinity
+    if affinity and cookies.current and routes.canary > 0:
+        max_age = int(affinity.get("maxAge", DEFAULT_COOKIE_MAX_AGE_S))
+        set_cookie = f"{cookies.current}; Max-Age={max_age}"
+        weighted["route"][1]["headers"] = {"response": {"add": {"Set-Cookie": set_cookie}}}
+        sticky = {**options, "name": STICKY_ROUTE, "match": _cookie_match(spec, cookies.current)}
+        sticky["route"] = [_destination(spec, primary, 0), _destination(spec, canary, 100)]
+        http.append(sticky)
+    elif affinity and cookies.previous and routes.canary == 0:
+        expire = f"{cookies.previous}; Max-Age=-1"
+        sticky = {**options, "name": STICKY_ROUTE, "match": _cookie_match(spec, cookies.previous)}
+        sticky["headers"] = _with_response_header(options.get("headers"), "Set-Cookie", expire)
+        sticky["route"] = [_destination(spec, primary, 100), _destination(spec, canary, 0)]
+        http.append(sticky)
+    if routes.mirror:
+        weighted["mirror"] = {"host": canary}
+        weighted["mirrorPercentage"] = {"value": float(routes.mirror)}
+    http.append(weighted)
+    return http
+
+
+def build_virtual_service(
+    spec: CanarySpec,
+    canary_name: str,
+    namespace: str,
+    weights: Routes = Routes(100, 0),
+    *,
+    canary_uid: str = "",
+    cookies: SessionCookies = SessionCookies(),
+    owned: bool = True,
+    annotations: Mapping[str, str] | None = None,
+) -> Object:
+    """The VirtualService ``<svc>`` for ``weights`` (checked: each in 0..100, summing to 100).
+
+    ``owned`` adds a controller owner reference to the Canary (only for a VirtualService Coalmine creates);
+    ``annotations`` are extra bookkeeping (the saved original configuration, session cookies).
+    """
+    weights.check()
+    apex, primary, canary = service_names(spec)
+    hosts = list(spec.service.hosts)
+    if apex not in hosts and "*" not in hosts:
+        hosts.append(apex)
+    body: Object = {"hosts": hosts, "gateways": list(spec.service.gateways or ("mesh",))}
+    if _is_tcp(spec):
+        tcp: Object = {
+            "route": [_destination(spec, primary, weights.primary), _destination(spec, canary, weights.canary)]
+        }
+        ports = [{"port": m["port"]} for m in spec.service.match if m.get("port")]
+        if ports:
+            tcp["match"] = ports
+        body["tcp"] = [tcp]
+    else:
+        body["http"] = _http_routes(spec, weights, cookies, apex)
+    custom = spec.service.apex or {}
+    metadata: Object = {"name": apex, "namespace": namespace, "labels": dict(custom.get("labels") or {})}
+    merged_annotations = {**copyable_annotations(custom.get("annotations")), **dict(annotations or {})}
+    if merged_annotations:
+        metadata["annotations"] = merged_annotations
+    if owned:
+        metadata["ownerReferences"] = [owner_reference({"name": canary_name, "uid": canary_uid})]
+    return {"apiVersion": ISTIO_API_VERSION, "kind": "VirtualService", "metadata": metadata, "spec": body}
+
+
+def build_destination_rules(
+    spec: CanarySpec, namespace: str | None = None, canary_owner: Mapping[str, Any] | None = None
+) -> tuple[Object, Object]:
+    """DestinationRules ``<svc>-primary`` and ``<svc>-canary`` carrying ``service.trafficPolicy``."""
+    _, primary, canary = service_names(spec)
+    rules = []
+    for host in (primary, canary):
+        metadata: Object = {"name": host}
+        if namespace:
+            metadata["namespace"] = namespace
+        if canary_owner is not None:
+            metadata["ownerReferences"] = [owner_reference(canary_owner)]
+        body: Object = {"host": host}
+        if spec.service.traffic_policy:
+            body["trafficPolicy"] = copy.deepcopy(dict(spec.service.traffic_policy))
+        rules.append({"apiVersion": ISTIO_API_VERSION, "kind": "DestinationRule", "metadata": metadata, "spec": body})
+    return rules[0], rules[1]
+
+
+def _weights(route: Mapping[str, Any], primary: str, canary: str) -> tuple[int, int] | None:
+    destinations = route.get("route") or ()
+    found: dict[str, int] = {}
+    for dest in destinations:
+        host = str((dest.get("destination") or {}).get("host", ""))
+        # A lone destination without a weight gets all the traffic; otherwise a missing weight is 0.
+        weight = int(dest.get("weight", 100 if len(destinations) == 1 else 0))
+        if host == primary or (not primary and host.endswith("-primary")):
+            found["primary"] = weight
+        elif host == canary or (not canary and host.endswith("-canary")):
+            found["canary"] = weight
+    if "primary" not in found or "canary" not in found:
+        return None
+    return found["primary"], found["canary"]
+
+
+def read_routes(vs: Mapping[str, Any] | None, apex: str | None = None) -> Routes | None:
+    """The split in a live VirtualService, or ``None`` if it has no primary/canary route (it isn't ours).
+
+    Weights are returned as found (a manual edit may not sum to 100: that is drift for the engine to undo).
+    ``apex`` pins the expected hosts; without it any ``*-primary``/``*-canary`` pair is recognised.
+    """
+    if not vs:
+        return None
+    primary = f"{apex}-primary" if apex else ""
+    canary = f"{apex}-canary" if apex else ""
+    spec = vs.get("spec") or {}
+    http = [r for r in spec.get("http") or () if isinstance(r, Mapping)]
+    named = [r for r in http if r.get("name") == WEIGHTED_ROUTE]
+    candidates = named or [r for r in reversed(http) if _weights(r, primary, canary) is not None]
+    if candidates:
+        route = candidates[0]
+        weights = _weights(route, primary, canary)
+        if weights is None:
+            return None
+        mirror = None
+        mirror_host = str((route.get("mirror") or {}).get("host", ""))
+        if mirror_host and (mirror_host == canary or (not canary and mirror_host.endswith("-canary"))):
+            mirror = round(float((route.get("mirrorPercentage") or {}).get("value", 100)))
+        match_active = any(
+            r.get("name") == MATCH_ROUTE and (_weights(r, primary, canary) or (100, 0))[1] == 100 for r in http
+        )
+        return Routes(weights[0], weights[1], mirror, match_active)
+    for route in spec.get("tcp") or ():
+        weights = _weights(route, primary, canary)
+        if weights is not None:
+            return Routes(weights[0], weights[1])
+    return None
+
+
+def read_weights(vs: Mapping[str, Any] | None, apex: str | None = None) -> tuple[int, int] | None:
+    """``(primary, canary)`` from a live VirtualService, or ``None`` if it doesn't look like ours."""
+    routes = read_routes(vs, apex)
+    return None if routes is None else (routes.primary, routes.canary)
+
+
+def _random_cookie() -> str:
+    return "".join(secrets.choice(string.ascii_letters) for _ in range(10))
+
+
+_BOOKKEEPING = (SESSION_COOKIE_ANNOTATION, PREVIOUS_SESSION_COOKIE_ANNOTATION)
+
+
+def _merge_spec(live: Mapping[str, Any], desired: Mapping[str, Any]) -> Object:
+    """The live object with the desired spec *replacing* its own (a removed field goes away); labels and
+    annotations others set are kept, our bookkeeping annotations replaced."""
+    body = {k: copy.deepcopy(v) for k, v in live.items() if k != "status"}
+    metadata = dict(body.get("metadata") or {})
+    want = desired.get("metadata") or {}
+    labels = {**(metadata.get("labels") or {}), **(want.get("labels") or {})}
+    annotations = {k: v for k, v in (metadata.get("annotations") or {}).items() if k not in _BOOKKEEPING}
+    annotations.update(want.get("annotations") or {})
+    for key, value in (("labels", labels), ("annotations", annotations)):
+        if value or key in metadata:  # don't add empty maps: an unchanged object must compare equal
+            metadata[key] = value
+    # Owner references are set only when Coalmine creates an object: adopting a user's object never makes it
+    # garbage-collectable with the Canary.
+    body["metadata"] = metadata
+    body["spec"] = copy.deepcopy(desired["spec"])
+    return body
+
+
+class IstioRouter:
+    """:class:`~controller.routers.Router` for Istio, bound to one Canary; everything is read back each call."""
+
+    def __init__(
+        self,
+        api: KubeApi,
+        spec: CanarySpec,
+        canary_meta: Mapping[str, Any],
+        cookie_factory: Callable[[], str] = _random_cookie,
+    ) -> None:
+        self._api = api
+        self._cookie_factory = cookie_factory
+        self._bind(spec, canary_meta)
+
+    def _bind(self, spec: CanarySpec, canary_meta: Mapping[str, Any]) -> None:
+        meta = canary_meta.get("metadata", canary_meta)
+        self._spec = spec
+        self._name = str(meta["name"])
+        self._uid = str(meta.get("uid", ""))
+        self._namespace = str(meta["namespace"])
+        self._apex = service_names(spec)[0]
+
+    def _cookies(self, live: Mapping[str, Any]) -> SessionCookies:
+        annotations = (live.get("metadata") or {}).get("annotations") or {}
+        return SessionCookies(
+            annotations.get(SESSION_COOKIE_ANNOTATION), annotations.get(PREVIOUS_SESSION_COOKIE_ANNOTATION)
+        )
+
+    def _desired(self, live: Mapping[str, Any] | None, routes: Routes | None, cookies: SessionCookies | None) -> Object:
+        """The VirtualService to write given the live one: same split unless ``routes`` says otherwise."""
+        annotations: dict[str, str] = {}
+        owned = live is None or is_owned_by(live, self._name)
+        if live is not None:
+            live_annotations = (live.get("metadata") or {}).get("annotations") or {}
+            original = live_annotations.get(ORIGINAL_CONFIGURATION_ANNOTATION)
+            if original is None and not owned:
+                original = json.dumps(live.get("spec") or {}, sort_keys=True, separators=(",", ":"))
+            if original is not None:
+                annotations[ORIGINAL_CONFIGURATION_ANNOTATION] = original
+            adopted = owned or ORIGINAL_CONFIGURATION_ANNOTATION in live_annotations
+            if routes is None:
+                routes = (read_routes(live, self._apex) if adopted else None) or Routes(100, 0)
+            if cookies is None:
+                cookies = self._cookies(live)
+        routes = routes or Routes(100, 0)
+        cookies = cookies or SessionCookies()
+        if cookies.current:
+            annotations[SESSION_COOKIE_ANNOTATION] = cookies.current
+        if cookies.previous:
+            annotations[PREVIOUS_SESSION_COOKIE_ANNOTATION] = cookies.previous
+        return build_virtual_service(
+            self._spec,
+            self._name,
+            self._namespace,
+            routes,
+            canary_uid=self._uid,
+            cookies=cookies,
+            owned=owned,
+            annotations=annotations,
+        )
+
+    def reconcile(self, spec: CanarySpec, canary_meta: Mapping[str, Any]) -> None:
+        """Create/update both DestinationRules and the VirtualService, keeping the live split (and cookies)."""
+        self._bind(spec, canary_meta)
+        owner = {"name": self._name, "uid": self._uid}
+        for rule in build_destination_rules(spec, self._namespace, owner):
+            create_or_update(self._api, DESTINATION_RULES, self._namespace, rule, _merge_spec)
+        initial = self._desired(None, None, None)
+        create_or_update(
+            self._api,
+            VIRTUAL_SERVICES,
+            self._namespace,
+            initial,
+            lambda live, _: _merge_spec(live, self._desired(live, None, None)),
+        )
+
+    def set_routes(self, primary: int, canary: int, mirror: int | None = None, match_active: bool = False) -> None:
+        """Write the split; with session affinity, start a cookie when the canary gets traffic and expire it after."""
+        routes = Routes(primary, canary, mirror, match_active).check()
+
+        def mutate(live: Object) -> Object:
+            cookies = self._cookies(live)
+            affinity = self._spec.analysis.session_affinity
+            if affinity and canary > 0 and not cookies.current:
+                name = str(affinity.get("cookieName", "coalmine-session"))
+                cookies = SessionCookies(f"{name}={self._cookie_factory()}", cookies.previous)
+            elif affinity and canary == 0 and cookies.current:
+                cookies = SessionCookies(None, cookies.current)
+            return _merge_spec(live, self._desired(live, routes, cookies))
+
+        written = update_with_retry(self._api, VIRTUAL_SERVICES, self._namespace, self._apex, mutate)
+        if written is None:
+            what = describe(VIRTUAL_SERVICES, self._namespace, self._apex)
+            raise ApiNotFound(what, 404, "does not exist; the router must reconcile before setting routes")
+
+    def get_routes(self) -> Routes | None:
+        """The live split, or ``None`` when the VirtualService is missing or carries no primary/canary route."""
+        return read_routes(self._api.get(VIRTUAL_SERVICES, self._namespace, self._apex), self._apex)
+
+    def finalize(self) -> None:
+        """Put a taken-over VirtualService back as it was; delete the routing objects Coalmine created."""
+
+        def restore(live: Object) -> Object:
+            annotations = (live.get("metadata") or {}).get("annotations") or {}
+            original = annotations.get(ORIGINAL_CONFIGURATION_ANNOTATION)
+            if original is None:
+                return live
+            restored = {k: copy.deepcopy(v) for k, v in live.items() if k != "status"}
+            metadata = dict(restored.get("metadata") or {})
+            metadata["annotations"] = {k: v for k, v in annotations.items() if not k.startswith(ANNOTATION_PREFIX)}
+            restored["metadata"] = metadata
+            restored["spec"] = json.loads(original)
+            return restored
+
+        live = update_with_retry(self._api, VIRTUAL_SERVICES, self._namespace, self._apex, restore)
+        if live is not None and is_owned_by(live, self._name):
+            self._api.delete(VIRTUAL_SERVICES, self._namespace, self._apex)
+        for rule in build_destination_rules(self._spec):
+            name = rule["metadata"]["name"]
+            existing = self._api.get(DESTINATION_RULES, self._namespace, name)
+            if existing is not None and is_owned_by(existing, self._name):
+                self._api.delete(DESTINATION_RULES, self._namespace, name)
+
+
+_PROTOCOL_CHECK: type[Router] = IstioRouter  # mypy proves IstioRouter implements the Router protocol

@@ -1,0 +1,499 @@
+"""An emulated Kubernetes API server for Coalmine's integration tests: kmock's emulator, made strict.
+
+``CoalmineEmulator`` subclasses kmock's ``KubernetesEmulator`` (so kmock's discovery, request log and reaction
+DSL still work: ``emulator["patch", kmock.resource("apps/v1/deployments")] << 500``) but replaces its storage
+and write path, because kmock only deep-merges JSON and we rely on what a real API server does.
+
+What it does like a real API server
+-----------------------------------
+- **Discovery** of every registered resource (``/api``, ``/apis``, ``/apis/<group>/<version>``), including
+  CustomResourceDefinitions created through the API at run time, so kopf finds and watches them.
+- **resourceVersion**: one global counter; every write returns a new one; a no-op write returns the old one
+  and emits no watch event. An update or patch carrying a stale ``metadata.resourceVersion`` (or delete
+  ``preconditions``) is answered **409 Conflict**; a failed JSON-patch ``test`` is **422**.
+- **Patches**: merge patch (``null`` deletes), JSON patch, and strategic merge patch for built-in kinds only
+  (keyed lists such as containers-by-name; custom resources answer **415**, like the real server). PUT replaces.
+- **Subresources**: ``status`` (writes to the object ignore ``.status``; writes to ``/status`` change only
+  ``.status``) and ``scale`` for Deployments (``autoscaling/v1`` Scale). ``metadata.generation`` starts at 1 and
+  is bumped when anything but metadata/status changes (and when deletion starts), never by status writes.
+- **Validation of custom resources** against their CRD's ``openAPIV3Schema``: unknown fields pruned, defaults
+  applied, violations answered **422 Invalid** naming the fields. Metadata: name syntax, label values.
+- **Deletion with finalizers**: DELETE sets ``deletionTimestamp``; the object disappears when the last finalizer
+  is removed; no new finalizers can be added meanwhile. Owned objects (``ownerReferences``) are
+  garbage-collected when the owner goes, unless ``propagationPolicy: Orphan``.
+- **List and watch** with label selectors (``a=b``, ``a!=b``, ``a in (x,y)``, ``a notin (x)``, ``a``, ``!a``),
+  field selectors (``metadata.name=x``), ``limit``/``continue``, ``timeoutSeconds``, resumption from a
+  ``resourceVersion`` (events replayed from a bounded log; **410 Gone** when it is too old) and
+  ``sendInitialEvents`` bookmarks. Objects whose labels stop (start) matching arrive as DELETED (ADDED).
+- Several served versions of one resource share storage (Istio's ``v1`` and ``v1beta1``).
+- **Fault injection** (:mod:`.faults`): a seeded fraction of calls answered 500, 409 or a timeout (504 after a
+  delay), without applying them.
+
+What it does not do
+-------------------
+- No controllers: nothing creates ReplicaSets or Pods, nothing scales by HPA, no Service endpoints. The one
+  stand-in is the Deployment status (:class:`.objects.BuiltinBehaviour`): on create and on every spec change
+  a Deployment is reported fully rolled out and ready (opt out with ``deployments_ready=False`` or the
+  ``emulator.coalmine.dev/hold-status: "true"`` annotation, then write ``/status`` yourself).
+- No schema validation of built-in kinds beyond metadata (a malformed Deployment is stored as written; tests
+  validate what the operator writes with ``kubernetes-validate``), no CEL rules, no admission webhooks, no
+  server-side apply, no ``deletecollection``, no ``dryRun``, no authentication or RBAC, no protobuf, no
+  managedFields. Namespaces need not exist before objects are created in them, and deleting one does not
+  delete its objects.
+- Watch bookmarks are only sent for ``sendInitialEvents``; list continue tokens are offsets, not snapshots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import contextlib
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp.web
+import attrs
+import kmock
+from kmock._internal import apps, rendering  # the hooks kmock documents for subclassing
+
+from .faults import FaultInjector, FaultKind
+from .objects import ApiError, BuiltinBehaviour, scale_view
+from .patching import MERGE_PATCH
+from .paths import parse_request
+from .resources import (
+    COALMINE_GROUP,
+    COALMINE_KINDS,
+    CRD_RESOURCE,
+    REPO_CRDS,
+    ResourceSpec,
+    builtin_specs,
+    crd_specs,
+    schemaless_crd,
+)
+from .schemas import load_crd_files, parse_crd
+from .selectors import (
+    Requirement,
+    SelectorError,
+    fields_match,
+    labels_match,
+    parse_field_selector,
+    parse_label_selector,
+)
+from .store import Store
+
+_WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_VERBS = ("create", "delete", "get", "list", "patch", "update", "watch")
+
+
+@dataclass(eq=False)
+class _Watch:
+    """One open watch stream: what it selects, and the queue the store's events are offered to."""
+
+    spec: ResourceSpec
+    namespace: str | None
+    name: str | None
+    labels: tuple[Requirement, ...]
+    fields: tuple[Requirement, ...]
+    queue: asyncio.Queue[dict[str, Any] | None] = field(default_factory=asyncio.Queue)
+
+    def selects(self, obj: Mapping[str, Any] | None) -> bool:
+        if obj is None:
+            return False
+        meta = obj.get("metadata") or {}
+        return (
+            (self.namespace is None or meta.get("namespace") == self.namespace)
+            and (self.name is None or meta.get("name") == self.name)
+            and labels_match(self.labels, obj)
+            and fields_match(self.fields, obj)
+        )
+
+    def event(self, kind: str, new: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Translate a store event for this watcher (a label change can turn MODIFIED into ADDED/DELETED)."""
+        now, before = self.selects(new), self.selects(old)
+        if kind == "MODIFIED" and now != before:
+            kind = "ADDED" if now else "DELETED"
+        elif not (now or (kind == "DELETED" and before)):
+            return None
+        return {"type": kind, "object": present(self.spec, new)}
+
+
+def present(spec: ResourceSpec, obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The object as served at the requested version (versions share storage; apiVersion follows the URL)."""
+    return {**obj, "apiVersion": spec.api_version, "kind": spec.kind}
+
+
+@attrs.define(kw_only=True)
+class CoalmineEmulator(kmock.KubernetesEmulator):
+    """The strict emulator; see the module docstring for what it does and doesn't do.
+
+    ``crd_paths``: CRD YAML files to serve (default: the repo's ``crds/*.yaml``); Coalmine kinds without a CRD
+    file are served schemaless. ``event_log_limit``: watch events kept per resource for resumption.
+    ``request_log_limit``: how many requests kmock's ``requests`` keeps (bounded for benchmarks).
+    """
+
+    crd_paths: Sequence[Path] | None = None
+    deployments_ready: bool = True
+    event_log_limit: int = 10_000
+    request_log_limit: int | None = 2_000
+    faults: FaultInjector = attrs.field(factory=FaultInjector)
+    namespaces: Sequence[str] = ("default", "kube-system")
+
+    store: Store = attrs.field(init=False)
+    _specs: dict[str, ResourceSpec] = attrs.field(factory=dict, init=False)
+    _watches: set[_Watch] = attrs.field(factory=set, init=False)
+    _logs: dict[str, collections.deque[tuple[int, str, dict[str, Any], dict[str, Any] | None]]] = attrs.field(
+        factory=dict, init=False
+    )
+    _floors: dict[str, int] = attrs.field(factory=dict, init=False)
+    _results: dict[int, rendering.Payload] = attrs.field(factory=dict, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self.store = Store(behaviour=BuiltinBehaviour(deployments_ready=self.deployments_ready), emit=self._emit)
+        self.fallback["put"] << self._serve_result
+        for spec in builtin_specs():
+            self.register(spec)
+        paths = list(self.crd_paths) if self.crd_paths is not None else sorted(REPO_CRDS.glob("*.yaml"))
+        for body in load_crd_files(paths):
+            self.add_crd(body)
+        for plural, kind, short_names in COALMINE_KINDS:
+            if f"{COALMINE_GROUP}/v1alpha1/{plural}" not in self._specs:
+                self.add_crd(schemaless_crd(plural, kind, short_names))
+        for namespace in self.namespaces:
+            self.create_object("v1/namespaces", {"metadata": {"name": namespace}})
+
+    # -- registration ----------------------------------------------------------------------------------------
+    def register(self, spec: ResourceSpec) -> None:
+        """Serve a resource (discovery, storage, watch)."""
+        self._specs[spec.key] = spec
+        if spec.storage_key == spec.key or spec.storage_key not in self.store.storage_specs:
+            self.store.storage_specs[spec.storage_key] = spec
+        self.resources[spec.key] = kmock.ResourceInfo(
+            kind=spec.kind,
+            singular=spec.singular or spec.kind.lower(),
+            namespaced=spec.namespaced,
+            verbs=set(_VERBS),
+            shortnames=set(spec.short_names),
+            categories=set(spec.categories),
+            subresources=set(spec.subresources),
+        )
+
+    def add_crd(self, body: Mapping[str, Any]) -> None:
+        """Store a CRD object (as ``kubectl apply`` would) and serve its resource."""
+        info = parse_crd(body)
+        if self.read_object(CRD_RESOURCE, None, info.name) is None:
+            self.create_object(CRD_RESOURCE, body)  # registers through the same hook as an API create
+        else:
+            self._register_crd(body)
+
+    def _register_crd(self, body: Mapping[str, Any]) -> None:
+        for spec in crd_specs(parse_crd(body)):
+            self.register(spec)
+
+    def spec(self, resource: str) -> ResourceSpec:
+        """The spec of a registered resource by ``group/version/plural`` (``v1/configmaps`` for core)."""
+        try:
+            return self._specs[resource]
+        except KeyError:
+            raise KeyError(f"resource {resource!r} is not registered in the emulator") from None
+
+    # -- direct (in-process) access, with the same semantics as over HTTP --------------------------------------
+    def read_object(self, resource: str, namespace: str | None, name: str) -> kmock.ObjectVersion | None:
+        """The stored object, wrapped for kmock's pattern matching (``assert obj >= {"spec": {...}}``)."""
+        spec = self.spec(resource)
+        obj = self.store.get(spec, namespace, name)
+        return None if obj is None else kmock.ObjectVersion(present(spec, obj))
+
+    def list_objects(self, resource: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        spec = self.spec(resource)
+        return [present(spec, obj) for obj in self.store.items(spec, namespace)]
+
+    def create_object(self, resource: str, body: Mapping[str, Any], namespace: str | None = None) -> dict[str, Any]:
+        """Create as ``POST`` would (validation, defaults, events). Call it on the emulator's loop thread."""
+        spec = self.spec(resource)
+        return present(spec, self._create(spec, namespace, body))
+
+    def patch_object(
+        self, resource: str, namespace: str | None, name: str, patch: Any, *, subresource: str | None = None
+    ) -> dict[str, Any]:
+        """Merge-patch as ``PATCH`` would. Call it on the emulator's loop thread."""
+        spec = self.spec(resource)
+        return present(spec, self.store.update(spec, namespace, name, subresource, patch, MERGE_PATCH))
+
+    def delete_object(self, resource: str, namespace: str | None, name: str) -> dict[str, Any]:
+        spec = self.spec(resource)
+        return present(spec, self.store.delete(spec, namespace, name, None))
+
+    def _create(self, spec: ResourceSpec, namespace: str | None, body: Any) -> dict[str, Any]:
+        obj = self.store.create(spec, namespace, body)
+        if spec.key == CRD_RESOURCE:
+            self._register_crd(obj)
+        return obj
+
+    async def wait_for_watch(self, resource: str, *, timeout: float = 10.0) -> None:
+        """Wait until some client watches ``resource`` — e.g. until an operator under test is listening."""
+        storage_key = self.spec(resource).storage_key
+        async with asyncio.timeout(timeout):
+            while not any(w.spec.storage_key == storage_key for w in self._watches):
+                await asyncio.sleep(0.01)
+
+    def watched(self) -> set[str]:
+        """The ``group/version/plural`` of every resource with an open watch stream."""
+        return {w.spec.key for w in self._watches}
+
+    def close_watches(self) -> None:
+        """End every watch stream (before the server stops, so shutdown doesn't wait for idle streams)."""
+        for watch in self._watches:
+            watch.queue.put_nowait(None)
+
+    # -- request handling ------------------------------------------------------------------------------------
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        """kmock's entry point, with a URL parser that understands the ``namespaces`` resource (see paths)."""
+        raw_response: aiohttp.web.StreamResponse | None = None
+        try:
+            request = await parse_request(raw_request, id=len(self._requests))
+            self._requests.append(request)
+            try:
+                return await self._handle(request)
+            except rendering.StreamingError as exc:
+                raw_response = exc.args[0]
+                raise exc.__cause__ or exc from None
+        except Exception as exc:
+            if not self._errors:
+                raise
+            self._errors[-1].append(exc)
+            if raw_response is None or not raw_response.prepared:
+                return await self._render_error(exc)
+            await self._stream_error(exc, raw_response)
+            await raw_response.write_eof()
+            return raw_response
+
+    async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        if self.request_log_limit is not None and len(self._requests) > 2 * self.request_log_limit:
+            del self._requests[: -self.request_log_limit]
+        resource = request.resource
+        if resource is None or resource.plural is None:  # discovery & non-API paths: kmock's scaffold
+            return await apps.RawHandler._handle(self, request)
+        key = (
+            f"{resource.group}/{resource.version}/{resource.plural}"
+            if resource.group
+            else (f"{resource.version}/{resource.plural}")
+        )
+        try:
+            spec = self._specs.get(key)
+            if spec is None or (request.namespace is not None and not spec.namespaced):
+                raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            method = str(request.method.value).upper()
+            fault = self.faults.draw(
+                plural=spec.plural, is_write=method in _WRITE_METHODS, is_watch=request.action == kmock.action.WATCH
+            )
+            if fault is not None:
+                await self._fail(fault)
+            if method in _WRITE_METHODS:
+                self._results[id(request)] = self._write(spec, request, method)
+            return await apps.RawHandler._handle(self, request)
+        except ApiError as exc:
+            return aiohttp.web.json_response(exc.status(), status=exc.code)
+        except SelectorError as exc:
+            return aiohttp.web.json_response(ApiError(400, "BadRequest", str(exc)).status(), status=400)
+        finally:
+            self._results.pop(id(request), None)
+
+    async def _fail(self, fault: FaultKind) -> None:
+        if fault == FaultKind.TIMEOUT:
+            await asyncio.sleep(self.faults.policy.timeout_delay)
+            raise ApiError(504, "Timeout", "Timeout: request did not complete within requested timeout")
+        if fault == FaultKind.CONFLICT:
+            raise ApiError(
+                409,
+                "Conflict",
+                "Operation cannot be fulfilled: the object has been modified "
+                "(injected fault); please apply your changes to the latest version",
+            )
+        raise ApiError(500, "InternalError", "Internal error occurred: injected fault")
+
+    def _write(self, spec: ResourceSpec, request: rendering.Request, method: str) -> rendering.Payload:
+        namespace = request.namespace if spec.namespaced else None
+        if method == "POST":
+            if request.name is not None:
+                raise ApiError(405, "MethodNotAllowed", "POST is only allowed on a collection")
+            return rendering.Response(status=201, payload=present(spec, self._create(spec, namespace, request.data)))
+        if request.name is None:
+            raise ApiError(405, "MethodNotAllowed", f"{method} of a collection is not supported by the emulator")
+        if method == "DELETE":
+            result = self.store.delete(spec, namespace, request.name, request.data)
+            if spec.builtin and spec.key != CRD_RESOURCE and not result["metadata"].get("deletionTimestamp"):
+                meta = result["metadata"]
+                return {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "status": "Success",
+                    "details": {"name": meta["name"], "group": spec.group, "kind": spec.plural, "uid": meta.get("uid")},
+                }
+            return present(spec, result)
+        content_type = None if method == "PUT" else request.headers.get("Content-Type", "").split(";")[0].strip()
+        result = self.store.update(spec, namespace, request.name, request.subresource, request.data, content_type)
+        if spec.key == CRD_RESOURCE:
+            self._register_crd(result)
+        return scale_view(spec, result) if request.subresource == "scale" else present(spec, result)
+
+    async def _serve_version(self, request: rendering.Request) -> rendering.Payload:
+        """kmock's resource list, with the core group's ``groupVersion`` spelled ``v1`` (not ``/v1``)."""
+        payload = await super()._serve_version(request)
+        if isinstance(payload, dict) and request.resource is not None and request.resource.group == "":
+            payload["groupVersion"] = request.resource.version
+        return payload
+
+    async def _serve_result(self, request: rendering.Request) -> rendering.Payload:
+        return self._results[id(request)]
+
+    _serve_create = _serve_update = _serve_delete = _serve_result
+
+    async def _serve_fetch(self, request: rendering.Request) -> rendering.Payload:
+        spec = self.spec(self._key(request))
+        obj = self.store.get(spec, request.namespace, request.name or "")
+        if obj is None:
+            raise ApiError(404, "NotFound", f'{spec.qualified} "{request.name}" not found')
+        if request.subresource == "scale" and "scale" in spec.subresources:
+            return scale_view(spec, obj)
+        return present(spec, obj)
+
+    async def _serve_list(self, request: rendering.Request) -> rendering.Payload:
+        spec = self.spec(self._key(request))
+        labels = parse_label_selector(request.params.get("labelSelector"))
+        fields = parse_field_selector(request.params.get("fieldSelector"))
+        items = [
+            present(spec, obj)
+            for obj in self.store.items(spec, request.namespace)
+            if labels_match(labels, obj) and fields_match(fields, obj)
+        ]
+        start = (
+            int(base64.urlsafe_b64decode(request.params["continue"]).decode()) if request.params.get("continue") else 0
+        )
+        limit = int(request.params.get("limit") or 0)
+        end = start + limit if limit > 0 else len(items)
+        metadata: dict[str, Any] = {"resourceVersion": str(self.store.resource_version)}
+        if end < len(items):
+            metadata["continue"] = base64.urlsafe_b64encode(str(end).encode()).decode()
+            metadata["remainingItemCount"] = len(items) - end
+        return {
+            "kind": f"{spec.kind}List",
+            "apiVersion": spec.api_version,
+            "metadata": metadata,
+            "items": items[start:end],
+        }
+
+    def _serve_watch(self, request: rendering.Request) -> AsyncIterator[rendering.Payload]:
+        spec = self.spec(self._key(request))
+        params = request.params
+        watch = _Watch(
+            spec=spec,
+            namespace=request.namespace,
+            name=request.name,
+            labels=parse_label_selector(params.get("labelSelector")),
+            fields=parse_field_selector(params.get("fieldSelector")),
+        )
+        backlog = self._backlog(watch, params.get("resourceVersion"), params.get("sendInitialEvents") == "true")
+        self._watches.add(watch)  # registered in the same loop step as the backlog: no event can fall between
+        return self._stream(watch, backlog, params.get("timeoutSeconds"), request)
+
+    async def _stream(
+        self,
+        watch: _Watch,
+        backlog: list[dict[str, Any]],
+        timeout_seconds: str | None,
+        request: rendering.Request,
+    ) -> AsyncIterator[rendering.Payload]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + float(timeout_seconds) if timeout_seconds else None
+        try:
+            yield b""  # send the headers now: a client waits for them before it reads events
+            for event in backlog:
+                yield event
+                if event["type"] == "ERROR":
+                    return
+            while deadline is None or loop.time() < deadline:
+                wait = 1.0 if deadline is None else min(1.0, deadline - loop.time())
+                try:
+                    live = await asyncio.wait_for(watch.queue.get(), timeout=max(wait, 0.0))
+                except TimeoutError:
+                    transport = request._raw_request.transport if request._raw_request is not None else None
+                    if transport is None or transport.is_closing():
+                        return  # the client went away
+                    continue
+                if live is None:
+                    return
+                yield live
+        finally:
+            self._watches.discard(watch)
+
+    def _backlog(self, watch: _Watch, since: str | None, initial: bool) -> list[dict[str, Any]]:
+        """Events a new watch starts with: the current state, or the log since its resourceVersion."""
+        key = watch.spec.storage_key
+        if since in (None, "", "0") or initial:
+            events = [
+                {"type": "ADDED", "object": present(watch.spec, obj)}
+                for obj in self.store.items(watch.spec, watch.namespace)
+                if watch.selects(obj)
+            ]
+            if initial:
+                bookmark = {
+                    "kind": watch.spec.kind,
+                    "apiVersion": watch.spec.api_version,
+                    "metadata": {
+                        "resourceVersion": str(self.store.resource_version),
+                        "annotations": {"k8s.io/initial-events-end": "true"},
+                    },
+                }
+                events.append({"type": "BOOKMARK", "object": bookmark})
+            return events
+        version = int(since)
+        if version < self._floors.get(key, 0):
+            gone = ApiError(410, "Expired", f"too old resource version: {version} ({self._floors[key]})").status()
+            return [{"type": "ERROR", "object": gone}]
+        replay = (watch.event(kind, new, old) for rv, kind, new, old in self._logs.get(key, ()) if rv > version)
+        return [event for event in replay if event is not None]
+
+    def _emit(self, spec: ResourceSpec, kind: str, new: dict[str, Any], old: dict[str, Any] | None) -> None:
+        key = spec.storage_key
+        log = self._logs.setdefault(key, collections.deque(maxlen=self.event_log_limit))
+        if len(log) == log.maxlen:
+            self._floors[key] = log[0][0]
+        log.append((int(new["metadata"]["resourceVersion"]), kind, new, old))
+        for watch in self._watches:
+            if watch.spec.storage_key == key and (event := watch.event(kind, new, old)) is not None:
+                watch.queue.put_nowait(event)
+
+    @staticmethod
+    def _key(request: rendering.Request) -> str:
+        resource = request.resource
+        assert resource is not None
+        if resource.group:
+            return f"{resource.group}/{resource.version}/{resource.plural}"
+        return f"{resource.version}/{resource.plural}"
+
+
+@contextlib.asynccontextmanager
+async def serving(emulator: CoalmineEmulator, *, port: int | None = None) -> AsyncIterator[str]:
+    """Serve the emulator on 127.0.0.1 (a free port unless given) in the current loop; yields the base URL."""
+    async with emulator, kmock.Server(emulator, port=port) as server:
+        try:
+            yield str(server.url).rstrip("/")
+        finally:
+            emulator.close_watches()
+            await asyncio.sleep(0)  # let the streams see their end-of-stream before the server stops
+
+
+def crd_files(*paths: Path | str) -> list[Path]:
+    """Expand files and directories into the CRD YAML files they hold."""
+    found: list[Path] = []
+    for item in map(Path, paths):
+        found.extend(sorted(item.glob("*.yaml")) if item.is_dir() else [item])
+    return found
+
+
+__all__ = ("CoalmineEmulator", "crd_files", "present", "serving")

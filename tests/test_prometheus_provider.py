@@ -1,0 +1,431 @@
+"""The Prometheus provider against a real Prometheus with recorded Istio series, and the query builders (unit)."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, ClassVar
+
+import pytest
+
+from analysis.providers import (
+    AmbiguousResult,
+    ProviderAuthError,
+    ProviderConfig,
+    ProviderConfigError,
+    ProviderResponseError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    QueryRejected,
+    UnknownProviderType,
+    create_provider,
+)
+from analysis.providers.looks import LookRequest, collect_look, tick_windows
+from analysis.providers.prometheus import PrometheusProvider, auth_from_credentials
+from analysis.providers.queries import (
+    BucketError,
+    BuiltinMetric,
+    BuiltinName,
+    TemplateError,
+    TemplateModel,
+    arm_models,
+    builtin_query,
+    prom_duration,
+    render_template,
+    slow_bucket,
+)
+
+if TYPE_CHECKING:
+    from prometheus_server import AuthProxy, RecordedPrometheus
+
+pytest_plugins = ["prometheus_server"]
+
+# Unit tests (no server) use these; the server tests read their dataset from the fixture.
+NAMESPACE = "shop"
+TARGET = "podinfo"
+
+WINDOW_S = 300.0
+
+
+@pytest.fixture(scope="module")
+def prometheus(recorded_prometheus: RecordedPrometheus) -> PrometheusProvider:
+    return PrometheusProvider(recorded_prometheus.url, timeout_s=5)
+
+
+@pytest.fixture
+def rec(recorded_prometheus: RecordedPrometheus) -> RecordedPrometheus:
+    """Short name for the recorded dataset."""
+    return recorded_prometheus
+
+
+def _middle(recorded: RecordedPrometheus) -> float:
+    """A look end inside the recorded hour, on the 15 s grid."""
+    return recorded.start + 1800
+
+
+# --- per-arm comparison counts -------------------------------------------------------------------------------
+
+
+@pytest.mark.prometheus
+def test_look_counts_requests_errors_and_slow_requests_per_arm(
+    prometheus: PrometheusProvider, rec: RecordedPrometheus
+) -> None:
+    end = _middle(rec)
+    look = collect_look(
+        prometheus,
+        LookRequest(rec.namespace, rec.target, end - WINDOW_S, end, counts=True, slow_threshold_ms=300),
+    )
+    assert look.counts_error is None
+    # slowThresholdMs 300 is counted above the 500 ms bucket, the nearest boundary ≥ 300.
+    for arm, counts in ((rec.canary, look.canary), (rec.primary, look.primary)):
+        assert counts.requests == pytest.approx(arm.total_rate * WINDOW_S)
+        assert counts.errors == pytest.approx(arm.error_rate * WINDOW_S)
+        assert counts.slow == pytest.approx((arm.total_rate - arm.bucket_rate(500)) * WINDOW_S)
+    # The decoys (reporter="source", another namespace) would add 50 errors/s each to the canary if not filtered.
+    assert look.canary.errors == pytest.approx(60.0)
+
+
+@pytest.mark.prometheus
+def test_slow_bucket_matches_envoy_exponent_spelling(prometheus: PrometheusProvider, rec: RecordedPrometheus) -> None:
+    end = _middle(rec)
+    # 1,000,000 ms → the 1.8e+06 bucket, which Envoy labels le="1.8e+06": nothing recorded is that slow.
+    request = LookRequest(rec.namespace, rec.target, end - 60, end, counts=True, slow_threshold_ms=1_000_000)
+    look = collect_look(prometheus, request)
+    assert look.counts_error is None
+    assert look.canary.requests > 0 and look.canary.slow == 0 and look.primary.slow == 0
+
+
+@pytest.mark.prometheus
+def test_consecutive_looks_cover_disjoint_windows(prometheus: PrometheusProvider, rec: RecordedPrometheus) -> None:
+    start = _middle(rec)
+    windows = list(tick_windows(start, start + 95, 30))
+    assert windows == [(start, start + 30), (start + 30, start + 60), (start + 60, start + 90)]
+    looks = [collect_look(prometheus, LookRequest(rec.namespace, rec.target, s, e, counts=True)) for s, e in windows]
+    whole = collect_look(prometheus, LookRequest(rec.namespace, rec.target, start, start + 90, counts=True))
+    assert [look.canary.requests for look in looks] == pytest.approx([rec.canary.total_rate * 30] * 3)
+    assert sum(look.canary.requests for look in looks) == pytest.approx(whole.canary.requests)
+
+
+@pytest.mark.prometheus
+def test_a_window_without_traffic_counts_zero_not_an_error(
+    prometheus: PrometheusProvider, rec: RecordedPrometheus
+) -> None:
+    end = rec.end + 3 * 3600  # long after the recording: nothing in the window
+    request = LookRequest(rec.namespace, rec.target, end - 60, end, counts=True, slow_threshold_ms=500)
+    look = collect_look(prometheus, request)
+    assert look.counts_error is None
+    assert look.canary.requests == 0 and look.primary.requests == 0
+
+
+@pytest.mark.prometheus
+def test_missing_latency_histogram_is_a_counts_error_not_zero_slow_requests(
+    prometheus: PrometheusProvider, rec: RecordedPrometheus
+) -> None:
+    end = _middle(rec)
+    request = LookRequest(rec.namespace, rec.no_histogram_target, end - 60, end, counts=True, slow_threshold_ms=500)
+    look = collect_look(prometheus, request)
+    assert look.counts_error is not None
+    assert "le=500" in look.counts_error and rec.no_histogram_target in look.counts_error
+    assert look.canary.requests == 0  # all or nothing
+
+
+# --- threshold metrics ------------------------------------------------------------------------------------------
+
+
+def _canary_p99(rec: RecordedPrometheus) -> float:
+    """histogram_quantile(0.99) by linear interpolation inside the bucket, as Prometheus computes it."""
+    rank = 0.99 * rec.canary.total_rate
+    lower, upper = 500.0, 1000.0
+    below, at = rec.canary.bucket_rate(lower), rec.canary.bucket_rate(upper)
+    assert below < rank <= at
+    return lower + (upper - lower) * (rank - below) / (at - below)
+
+
+@pytest.mark.prometheus
+def test_builtin_success_rate_and_p99_for_the_canary(prometheus: PrometheusProvider, rec: RecordedPrometheus) -> None:
+    end = _middle(rec)
+    thresholds = {
+        "request-success-rate": BuiltinMetric(BuiltinName.REQUEST_SUCCESS_RATE),
+        "request-duration": BuiltinMetric(BuiltinName.REQUEST_DURATION, interval_s=120),
+    }
+    look = collect_look(prometheus, LookRequest(rec.namespace, rec.target, end - 60, end, thresholds=thresholds))
+    expected_rate = 100 * rec.canary.ok_rate / rec.canary.total_rate
+    assert look.thresholds["request-success-rate"].value == pytest.approx(expected_rate)
+    assert look.thresholds["request-duration"].value == pytest.approx(_canary_p99(rec))
+
+
+@pytest.mark.prometheus
+def test_no_data_for_an_empty_result_and_for_nan(prometheus: PrometheusProvider, rec: RecordedPrometheus) -> None:
+    end = _middle(rec)
+    missing = prometheus.run_query(builtin_query("request-success-rate", rec.namespace, "nobody"), at=end)
+    assert missing.no_data and missing.no_data_reason == "empty result"
+    idle = prometheus.run_query(builtin_query("request-success-rate", rec.namespace, rec.idle_target), at=end)
+    assert idle.no_data and idle.no_data_reason == "NaN"  # 0 requests / 0 requests
+    thresholds = {"sr": BuiltinMetric(BuiltinName.REQUEST_SUCCESS_RATE)}
+    look = collect_look(prometheus, LookRequest(rec.namespace, rec.idle_target, end - 60, end, thresholds=thresholds))
+    assert look.thresholds["sr"].value is None and look.thresholds["sr"].error is None
+
+
+@pytest.mark.prometheus
+def test_one_bad_query_does_not_hide_the_others(prometheus: PrometheusProvider, rec: RecordedPrometheus) -> None:
+    end = _middle(rec)
+    thresholds = {
+        "broken": "sum(rate(istio_requests_total[1m]",
+        "range": "istio_requests_total[1m]",
+        "fine": "vector(42)",
+        "scalar": "scalar(vector(3))",
+    }
+    look = collect_look(prometheus, LookRequest(rec.namespace, rec.target, end - 60, end, thresholds=thresholds))
+    assert look.thresholds["fine"].value == 42
+    assert look.thresholds["scalar"].value == 3
+    assert "range vector" in (look.thresholds["range"].error or "")
+    error = look.thresholds["broken"].error
+    assert error is not None and "rejected the query" in error and "sum(rate(istio_requests_total[1m]" in error
+
+
+@pytest.mark.prometheus
+def test_compared_custom_metric_is_rendered_and_read_once_per_arm(
+    prometheus: PrometheusProvider, rec: RecordedPrometheus
+) -> None:
+    template = (
+        'sum(rate(istio_requests_total{reporter="destination", destination_workload_namespace="{{ namespace }}", '
+        'destination_workload="{{ target }}", response_code="{{ variables.code }}"}[{{ interval }}]))'
+    )
+    model = TemplateModel("podinfo", rec.namespace, rec.target, "podinfo", interval="1m", variables={"code": "200"})
+    canary_model, primary_model = arm_models(model)
+    end = _middle(rec)
+    compared = {"ok-rps": (render_template(template, canary_model), render_template(template, primary_model))}
+    look = collect_look(prometheus, LookRequest(rec.namespace, rec.target, end - 60, end, compared=compared))
+    values = look.compared["ok-rps"]
+    assert values.error is None
+    assert values.canary == pytest.approx(rec.canary.ok_rate)
+    assert values.primary == pytest.approx(rec.primary.ok_rate)
+
+
+# --- errors -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.prometheus
+def test_several_series_where_one_is_expected_is_an_error_naming_the_query(
+    prometheus: PrometheusProvider, rec: RecordedPrometheus
+) -> None:
+    query = f'istio_requests_total{{destination_workload="{rec.target}"}}'
+    with pytest.raises(AmbiguousResult, match="expected one series") as caught:
+        prometheus.run_query(query, at=_middle(rec))
+    assert caught.value.query == query and "istio_requests_total" in str(caught.value)
+    with pytest.raises(AmbiguousResult, match="destination_workload"):
+        prometheus.run_vector("sum(istio_requests_total)", "destination_workload", at=_middle(rec))
+
+
+@pytest.mark.prometheus
+def test_bad_query_raises_query_rejected_with_prometheus_message(prometheus: PrometheusProvider) -> None:
+    with pytest.raises(QueryRejected, match="parse error") as caught:
+        prometheus.run_query("rate(istio_requests_total)")
+    assert caught.value.query == "rate(istio_requests_total)"
+
+
+def _credentials(proxy: AuthProxy, kind: str) -> dict[str, str]:
+    return {
+        "bearer": {"token": proxy.token},
+        "basic": {"username": proxy.username, "password": proxy.password},
+        "none": {},
+        "bad-token": {"token": "wrong"},
+        "bad-password": {"username": proxy.username, "password": "wrong"},
+    }[kind]
+
+
+@pytest.mark.prometheus
+@pytest.mark.parametrize("kind", ["bearer", "basic"])
+def test_auth_proxy_accepts_the_right_credentials(auth_proxy: AuthProxy, kind: str) -> None:
+    config = ProviderConfig(address=auth_proxy.url, credentials=_credentials(auth_proxy, kind), timeout_s=5)
+    provider = create_provider(config)
+    assert provider.is_online()
+    assert provider.run_query("vector(7)").value == 7
+
+
+@pytest.mark.prometheus
+@pytest.mark.parametrize("kind", ["none", "bad-token", "bad-password"])
+def test_bad_auth_is_an_auth_error(auth_proxy: AuthProxy, kind: str) -> None:
+    provider = PrometheusProvider(auth_proxy.url, credentials=_credentials(auth_proxy, kind), timeout_s=5)
+    with pytest.raises(ProviderAuthError, match="HTTP 401") as caught:
+        provider.run_query("vector(1)")
+    assert caught.value.query == "vector(1)"
+    assert not provider.is_online()
+
+
+def test_unreachable_server_is_unavailable_quickly(unreachable_address: str) -> None:
+    provider = PrometheusProvider(unreachable_address, timeout_s=2)
+    with pytest.raises(ProviderUnavailable, match="unreachable") as caught:
+        provider.run_query("vector(1)")
+    assert caught.value.query == "vector(1)"
+    assert not provider.is_online()
+
+
+def test_a_server_that_never_answers_times_out(silent_server: str) -> None:
+    provider = PrometheusProvider(silent_server, timeout_s=0.3)
+    with pytest.raises(ProviderTimeout, match=r"within 0\.3 s"):
+        provider.run_query("vector(1)")
+
+
+def test_unreachable_server_lands_in_the_look_for_every_metric(unreachable_address: str) -> None:
+    provider = PrometheusProvider(unreachable_address, timeout_s=2)
+    request = LookRequest(
+        NAMESPACE, TARGET, 0, 60, thresholds={"x": "vector(1)"}, compared={"y": ("a", "b")}, counts=True
+    )
+    look = collect_look(provider, request)
+    assert look.thresholds["x"].error and "unreachable" in look.thresholds["x"].error
+    assert look.compared["y"].error and "canary" in look.compared["y"].error
+    assert look.counts_error and "unreachable" in look.counts_error
+
+
+# --- configuration (unit) ---------------------------------------------------------------------------------------
+
+
+def test_unknown_provider_type_is_rejected_not_defaulted() -> None:
+    with pytest.raises(UnknownProviderType, match=r"'datadog'.*prometheus"):
+        create_provider(ProviderConfig(address="http://x:9090", type="datadog"))
+
+
+@pytest.mark.parametrize(
+    ("credentials", "message"),
+    [
+        ({"token": "t", "username": "u"}, "both"),
+        ({"username": "u"}, "both 'username' and 'password'"),
+        ({"token": " "}, "empty"),
+        ({"user": "u", "pass": "p"}, "it has: pass, user"),
+    ],
+)
+def test_incomplete_or_ambiguous_credentials_are_config_errors(credentials: dict[str, str], message: str) -> None:
+    with pytest.raises(ProviderConfigError, match=message):
+        auth_from_credentials(credentials)
+
+
+def test_credentials_become_a_bearer_header_or_basic_auth() -> None:
+    assert auth_from_credentials({"token": "abc\n"}) == ({"Authorization": "Bearer abc"}, None)
+    assert auth_from_credentials({"username": "u", "password": "p"}) == ({}, ("u", "p"))
+    assert auth_from_credentials({}) == ({}, None)
+
+
+def test_address_must_be_http() -> None:
+    with pytest.raises(ProviderConfigError, match="http://"):
+        PrometheusProvider("prometheus:9090")
+
+
+# --- query rendering (unit) -------------------------------------------------------------------------------------
+
+
+def test_template_renders_flagger_model_and_variables() -> None:
+    model = TemplateModel("web", "shop", "web", "web-svc", interval="2m", variables={"code": "503"})
+    query = "{{name}}/{{ namespace }}/{{ target }}/{{ service }}[{{ interval }}] code={{ variables.code }}"
+    assert render_template(query, model) == "web/shop/web/web-svc[2m] code=503"
+
+
+def test_template_missing_variable_is_an_error_naming_it() -> None:
+    model = TemplateModel("web", "shop", "web", "web", variables={"code": "503"})
+    with pytest.raises(TemplateError, match="'direction' is not set in templateVariables \\(set: code\\)"):
+        render_template('x{d="{{ variables.direction }}"}', model)
+
+
+@pytest.mark.parametrize("query", ["{{ .target }}", "{{ target | upper }}", "x{{ target"])
+def test_template_rejects_unsupported_expressions(query: str) -> None:
+    with pytest.raises(TemplateError):
+        render_template(query, TemplateModel("web", "shop", "web", "web"))
+
+
+def test_arm_models_point_at_the_canary_and_primary_workloads() -> None:
+    canary, primary = arm_models(TemplateModel("web", "shop", "web", "web-svc"))
+    assert (canary.target, canary.service) == ("web", "web-svc-canary")
+    assert (primary.target, primary.service) == ("web-primary", "web-svc-primary")
+
+
+def test_builtin_queries_match_flagger_semantics() -> None:
+    success = builtin_query("request-success-rate", "shop", "web.v2", 60)
+    assert success.count('reporter="destination"') == 2
+    assert 'response_code!~"5.*"' in success and success.endswith("* 100")
+    assert 'destination_workload=~"web\\\\.v2"' in success  # regex-escaped, as a PromQL string literal
+    assert "[1m]" in success
+    duration = builtin_query("request-duration", "shop", "web", 30)
+    assert duration.startswith("histogram_quantile(0.99,") and "by (le)" in duration and "[30s]" in duration
+    with pytest.raises(ValueError, match="request-count"):
+        builtin_query("request-count", "shop", "web")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(60, "1m"), (90, "1m30s"), (3600, "1h"), (3725, "1h2m5s"), (0.25, "250ms"), (15, "15s")]
+)
+def test_prom_duration(seconds: float, text: str) -> None:
+    assert prom_duration(seconds) == text
+
+
+def test_prom_duration_rejects_empty_windows() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        prom_duration(0)
+
+
+def test_slow_threshold_uses_the_nearest_bucket_at_or_above() -> None:
+    assert slow_bucket(300) == 500
+    assert slow_bucket(500) == 500
+    assert slow_bucket(0.1) == 0.5
+    with pytest.raises(BucketError, match="above the largest histogram bucket"):
+        slow_bucket(4_000_000)
+    with pytest.raises(BucketError, match="positive"):
+        slow_bucket(math.nan)
+
+
+def test_look_request_rejects_inverted_windows_and_slow_without_counts() -> None:
+    with pytest.raises(ValueError, match="end after it starts"):
+        LookRequest(NAMESPACE, TARGET, 10, 10)
+    with pytest.raises(ValueError, match="counts=True"):
+        LookRequest(NAMESPACE, TARGET, 0, 10, slow_threshold_ms=500)
+
+
+# --- retries (a scripted server, no Prometheus) -----------------------------------------------------------------
+
+
+class _FlakyHandler(BaseHTTPRequestHandler):
+    """Answers 503 to the first ``failures`` requests, then a one-sample vector."""
+
+    failures = 1
+    seen: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(self.path)
+        if len(self.seen) <= self.failures:
+            status, body = 503, b'{"status":"error","error":"overloaded"}'
+        else:
+            status, body = (
+                200,
+                b'{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"5"]}]}}',
+            )
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def flaky_server() -> Iterator[str]:
+    _FlakyHandler.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FlakyHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_a_503_fails_the_query_without_retries_and_passes_with_one(flaky_server: str) -> None:
+    with pytest.raises(ProviderResponseError, match="HTTP 503: overloaded"):
+        PrometheusProvider(flaky_server, timeout_s=2).run_query("up")
+    _FlakyHandler.seen.clear()
+    assert PrometheusProvider(flaky_server, timeout_s=2, retries=1).run_query("up").value == 5
+    assert len(_FlakyHandler.seen) == 2
