@@ -57,7 +57,7 @@ def register(registry: kopf.OperatorRegistry, tick_seconds: float) -> None:
             return None
         return {key: (str(meta.get("creationTimestamp", "")), str(meta.get("name", "")))}
 
-    @kopf.timer(
+    timer = kopf.timer(
         GROUP,
         VERSION,
         PLURAL,
@@ -66,7 +66,9 @@ def register(registry: kopf.OperatorRegistry, tick_seconds: float) -> None:
         sharp=True,
         backoff=tick_seconds,
         registry=registry,
-    )  # type: ignore[arg-type]
+    )
+
+    @timer  # type: ignore[arg-type]
     async def canary_tick(
         body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, canaries_by_target: Any, **_: Any
     ) -> None:

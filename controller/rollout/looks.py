@@ -98,8 +98,7 @@ def _look(tick: Tick) -> None:
         failure = _hook_failed(tick, HookType.ROLLOUT)
         if failure is not None and _SEVERITY[outcome] < _SEVERITY[Outcome.FAIL]:
             outcome, reason = Outcome.FAIL, failure
-        if outcome is not Outcome.PASS:
-            tick.update(last_analysis_time=tick.now)
+        tick.update(last_analysis_time=tick.now)
         if outcome is Outcome.REJECTED:
             rollback(tick, Reason.COMPARISON_REJECTED, f"Rolling back {tick.target}: {reason}")
             return
