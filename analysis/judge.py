@@ -31,10 +31,8 @@ from analysis.sequential import (
     RatioState,
     always_valid_p,
     detectable_ratio,
-    ratio_bounds,
     ratio_estimate,
-    ratio_log_e,
-    ratio_update,
+    ratio_look,
 )
 from analysis.verdict import MetricEvidence, Outcome, Verdict
 
@@ -120,11 +118,11 @@ def _judge_rate(
         evidence = MetricEvidence(name, Outcome.NO_DATA, f"{name}: no canary requests in this look", kind)
         return _Result(evidence, _ratio_json(state, comparison), _hold_for(state, policy, name))
 
-    state = ratio_update(
-        design, state, look.canary.requests, look.primary.requests, events(look.canary), events(look.primary)
+    updated = ratio_look(
+        design, state, look.canary.requests, look.primary.requests, events(look.canary), events(look.primary), alpha
     )
+    state, lower, upper = updated.state, updated.lower, updated.upper
     p_value = always_valid_p(state.max_log_e)
-    lower, upper = ratio_bounds(design, state, alpha)
     estimate = ratio_estimate(state)
     canary_rate = state.canary_events / state.canary_requests
     primary_rate = state.primary_events / state.primary_requests if state.primary_requests else 0.0
@@ -166,7 +164,7 @@ def _judge_rate(
         p_value=p_value,
         lower=lower,
         upper=upper,
-        log_e_value=ratio_log_e(design, state),
+        log_e_value=updated.log_e,
         canary_requests=round(state.canary_requests),
         primary_requests=round(state.primary_requests),
     )

@@ -14,8 +14,6 @@ from them instead of repeating numbers.
 from __future__ import annotations
 
 import base64
-import os
-import shutil
 import socket
 import subprocess
 import threading
@@ -25,9 +23,10 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
+
+from e2e.sandbox.prometheus import PrometheusUnavailable, RunningPrometheus, ensure_installed, free_port
 
 NAMESPACE = "shop"
 TARGET = "podinfo"
@@ -145,40 +144,11 @@ def openmetrics(start: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _ensure_installed() -> None:
-    if shutil.which("prometheus") and shutil.which("promtool"):
-        return
-    if shutil.which("apt-get") is None or os.geteuid() != 0:
-        pytest.skip("prometheus is not installed and apt-get (as root) is not available to install it")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", "prometheus"]):
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, check=False)
-        if done.returncode != 0:
-            pytest.skip(f"could not install prometheus: {' '.join(command)} failed: {done.stderr.strip()[-300:]}")
-    if not (shutil.which("prometheus") and shutil.which("promtool")):
-        pytest.skip("apt-get installed prometheus but prometheus/promtool are not on PATH")
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"prometheus exited with {process.returncode}:\n{log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"prometheus did not become ready in {timeout_s} s:\n{log.read_text()[-2000:]}")
+    try:
+        ensure_installed()
+    except PrometheusUnavailable as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="session")
@@ -201,34 +171,8 @@ def recorded_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Re
     )
     if backfill.returncode != 0:
         raise RuntimeError(f"promtool backfill failed:\n{backfill.stdout}\n{backfill.stderr}")
-    config = root / "prometheus.yml"
-    config.write_text("global:\n  scrape_interval: 1m\n")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = root / "prometheus.log"
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            [
-                "prometheus",
-                f"--config.file={config}",
-                f"--storage.tsdb.path={data}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--storage.tsdb.retention.time=3650d",
-                "--log.level=warn",
-            ],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait_ready(url, process, log)
-        yield RecordedPrometheus(url=url, start=float(start), end=float(start + DURATION_S))
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+    with RunningPrometheus(root, "global:\n  scrape_interval: 1m\n", data_dir=data) as prometheus:
+        yield RecordedPrometheus(url=prometheus.url, start=float(start), end=float(start + DURATION_S))
 
 
 def _authorized(header: str | None) -> bool:

@@ -501,3 +501,12 @@ async def _eventually(check: Any, timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while not check():
             await asyncio.sleep(0.05)
+
+
+async def test_kmock_reactions_still_override_the_emulator(emulator: CoalmineEmulator) -> None:
+    emulator["get /api/v1/namespaces/kube-system"] << 418  # kmock's DSL: a test-specific answer
+    async with aiohttp.ClientSession(str(emulator.url)) as session:
+        async with session.get("/api/v1/namespaces/kube-system") as overridden:
+            assert overridden.status == 418
+        async with session.get("/api/v1/namespaces/default") as served:
+            assert served.status == 200 and (await served.json())["metadata"]["name"] == "default"

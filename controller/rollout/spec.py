@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 from controller.rollout.durations import parse_duration
@@ -197,6 +198,12 @@ class AnalysisSpec:
     def hooks_of(self, hook_type: HookType) -> tuple[WebhookSpec, ...]:
         return tuple(hook for hook in self.webhooks if hook.type == hook_type)
 
+    @cached_property
+    def normalised_steps(self) -> tuple[Step, ...]:
+        """``canary_steps`` of this analysis, computed once: the engine asks several times per tick, and
+        ``coalmine simulate`` runs thousands of ticks (``stepWeight: 1`` alone is 100 steps)."""
+        return _normalise_steps(self)
+
 
 @dataclass(frozen=True)
 class CanarySpec:
@@ -221,6 +228,10 @@ def canary_steps(analysis: AnalysisSpec) -> tuple[Step, ...]:
     Flagger's ``stepWeight: 10, maxWeight: 50`` becomes 10, 20, 30, 40, 50; ``stepWeights`` is taken as written;
     A/B (``iterations`` with ``match``) and blue/green (``iterations`` alone) have no weight steps.
     """
+    return analysis.normalised_steps
+
+
+def _normalise_steps(analysis: AnalysisSpec) -> tuple[Step, ...]:
     if analysis.steps:
         return analysis.steps
     if analysis.step_weights:
