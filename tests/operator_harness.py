@@ -31,12 +31,12 @@ from urllib.parse import parse_qs, urlparse
 import kubernetes.client
 import kubernetes_validate
 from cloudcoil.models.istio.networking.v1beta1 import DestinationRule, VirtualService
+from emulator import CoalmineEmulator, operator_settings, running_operator
 
 from controller.kube.api import Recorder
 from controller.kube.client import KubeClient
 from controller.operator.context import OperatorConfig, OperatorContext
 from controller.operator.runtime import build_registry, configure_settings
-from emulator import CoalmineEmulator, operator_settings, running_operator
 
 NS = "default"
 CANARIES = "coalmine.dev/v1alpha1/canaries"
@@ -202,7 +202,9 @@ class History:
         emit = store._emit
 
         def recording(spec: Any, kind: str, new: dict[str, Any], old: dict[str, Any] | None) -> None:
-            history.writes.append(Write(spec.storage_key, kind, str(new["metadata"]["name"]), json.loads(json.dumps(new))))
+            history.writes.append(
+                Write(spec.storage_key, kind, str(new["metadata"]["name"]), json.loads(json.dumps(new)))
+            )
             emit(spec, kind, new, old)
 
         store._emit = recording

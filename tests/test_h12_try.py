@@ -1,6 +1,8 @@
 import time
-from operator_harness import *
+
 from emulator import CoalmineEmulator
+from operator_harness import *
+
 
 async def test_flow(emulator: CoalmineEmulator) -> None:
     t0 = time.monotonic()

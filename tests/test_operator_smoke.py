@@ -6,10 +6,10 @@ import asyncio
 from typing import Any
 
 import kubernetes.client
+from emulator import CoalmineEmulator, operator_settings, running_operator
 
 from controller.operator.context import OperatorConfig
 from controller.operator.runtime import build_context, build_registry, configure_settings
-from emulator import CoalmineEmulator, operator_settings, running_operator
 
 NS = "default"
 
@@ -64,7 +64,9 @@ async def test_initialise_and_promote(emulator: CoalmineEmulator) -> None:
         primary = emulator.read_object("apps/v1/deployments", NS, "podinfo-primary")
         assert primary is not None
         emulator.patch_object(
-            "apps/v1/deployments", NS, "podinfo",
+            "apps/v1/deployments",
+            NS,
+            "podinfo",
             {"spec": {"template": {"spec": {"containers": [{"name": "podinfo", "image": "podinfo:2"}]}}}},
         )
         await wait_phase(emulator, "Succeeded", timeout=30)
