@@ -13,10 +13,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[test,demo]'
 	touch $(STAMP)
 
+# Debian packages the tests and the demo use: the real Prometheus server (and promtool), and shellcheck for e2e/kind.
 prometheus:
-	@command -v prometheus >/dev/null 2>&1 || { \
-	  echo "installing Debian's prometheus (needed by the Prometheus integration tests and the demo)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
+	@missing=""; \
+	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v shellcheck >/dev/null 2>&1 || missing="$$missing shellcheck"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check controller analysis tests bench e2e

@@ -100,8 +100,9 @@ def _judge_rate(
     policy: JudgePolicy,
     look: Look,
     stored: Mapping[str, Any] | None,
+    detail: bool,
 ) -> _Result:
-    """Update one ratio test with the look's counts and say what it shows."""
+    """Update one ratio test with the look's counts and say what it shows (see ``judge`` for ``detail``)."""
     kind = "errorRate" if comparison.slow_threshold_ms is None else "latency"
     label = _rate_label(comparison)
     alpha = policy.alpha_per_comparison
@@ -118,8 +119,16 @@ def _judge_rate(
         evidence = MetricEvidence(name, Outcome.NO_DATA, f"{name}: no canary requests in this look", kind)
         return _Result(evidence, _ratio_json(state, comparison), _hold_for(state, policy, name))
 
+    bounds = detail or policy.require_evidence  # requireEvidence decides on the upper bound: always computed then
     updated = ratio_look(
-        design, state, look.canary.requests, look.primary.requests, events(look.canary), events(look.primary), alpha
+        design,
+        state,
+        look.canary.requests,
+        look.primary.requests,
+        events(look.canary),
+        events(look.primary),
+        alpha,
+        bounds=bounds,
     )
     state, lower, upper = updated.state, updated.lower, updated.upper
     p_value = always_valid_p(state.max_log_e)
@@ -139,10 +148,8 @@ def _judge_rate(
         reason = f"{effect}, p = {p_value:.2g} < {alpha:.2g}, after {requests}{tolerance}"
     else:
         outcome = Outcome.PASS
-        reason = (
-            f"{effect} ({canary_rate:.2%} vs {primary_rate:.2%}), p = {p_value:.2g}, "
-            f"upper bound {_times(upper)}{tolerance}, {requests}"
-        )
+        bound = f"upper bound {_times(upper)}{tolerance}, " if bounds else ""
+        reason = f"{effect} ({canary_rate:.2%} vs {primary_rate:.2%}), p = {p_value:.2g}, {bound}{requests}"
         if hold:
             reason = f"{reason}; {hold}"
         elif policy.require_evidence and (upper is None or upper > comparison.theta0 * (1 + 1e-9)):
@@ -150,11 +157,13 @@ def _judge_rate(
                 f"{name}: no evidence yet that the canary {label} is within {comparison.theta0:.2f}× primary "
                 f"(upper bound {_times(upper)})"
             )
-    detectable = detectable_ratio(design, state, alpha)
+    detectable = detectable_ratio(design, state, alpha) if detail else None
     if detectable is not None:
         detect_text = f"a {detectable:.1f}× increase in the {label}"
-    else:
+    elif detail:
         detect_text = f"no increase in the {label} yet (too few events)"
+    else:
+        detect_text = ""
     evidence = MetricEvidence(
         metric=name,
         outcome=outcome,
@@ -186,8 +195,14 @@ def _worst(outcomes: list[Outcome]) -> Outcome:
     return Outcome.PASS
 
 
-def judge(policy: JudgePolicy, look: Look, state: Mapping[str, Any] | None) -> Verdict:
-    """Judge one look. ``state`` is the previous verdict's ``state`` (None or {} for a new rollout)."""
+def judge(policy: JudgePolicy, look: Look, state: Mapping[str, Any] | None, *, detail: bool = True) -> Verdict:
+    """Judge one look. ``state`` is the previous verdict's ``state`` (None or {} for a new rollout).
+
+    ``detail=False`` skips what only people read, for callers that judge millions of looks and show few of them
+    (``coalmine simulate --runs N``): the ratio tests' confidence bounds (``lower``/``upper`` None and no "upper
+    bound" in the reason — unless ``require_evidence``, which decides on them) and ``detectable`` (""). Everything
+    the rollout acts on — outcome, promotable, hold reason, p-values, estimates, log E and the state — is identical.
+    """
     stored: Mapping[str, Any] = state if state and state.get("version") == STATE_VERSION else {}
     evidence = [_threshold(metric, look) for metric in policy.thresholds]
     results: list[_Result] = []
@@ -195,7 +210,7 @@ def judge(policy: JudgePolicy, look: Look, state: Mapping[str, Any] | None) -> V
     for name, comparison in ((ERROR_RATE, policy.error_rate), (LATENCY, policy.latency)):
         if comparison is None:
             continue
-        result = _judge_rate(name, comparison, policy, look, stored.get(name))
+        result = _judge_rate(name, comparison, policy, look, stored.get(name), detail)
         results.append(result)
         new_state[name] = result.state
     compared_state: dict[str, Any] = {}

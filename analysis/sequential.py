@@ -305,16 +305,27 @@ class RatioLook:
 
 
 def ratio_look(
-    design: RatioDesign, state: RatioState, n_c: float, n_p: float, e_c: float, e_p: float, alpha: float
+    design: RatioDesign,
+    state: RatioState,
+    n_c: float,
+    n_p: float,
+    e_c: float,
+    e_p: float,
+    alpha: float,
+    *,
+    bounds: bool = True,
 ) -> RatioLook:
     """``ratio_update``, then ``ratio_log_e`` and ``ratio_bounds`` of the new state — from one pass over the grid.
 
     The judge needs all three every look; computing them together evaluates the mixture once instead of three
     times (log E at θ0 is the grid's upward test at θ0), which is most of the judge's cost in ``coalmine simulate``.
-    The results are identical to the three separate calls.
+    The results are identical to the three separate calls. ``bounds=False`` skips the grid (bounds None).
     """
     counts = _clean_counts(n_c, n_p, e_c, e_p)
     loglik = _added(design, state, counts)
+    if not bounds:
+        log_e = _log_e_at_null(design, loglik)
+        return RatioLook(_next_state(state, counts, loglik, log_e), log_e, None, None)
     up, down = _grid_tests(design, loglik)
     log_e = float(up[design.span])
     lower, upper = _bounds(design, up, down, alpha)

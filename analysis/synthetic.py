@@ -121,7 +121,7 @@ class TrafficGenerator:
         errors = int(self.rng.binomial(requests, error_rate))
         cells = self.rng.multinomial(requests, self._cells[arm])
         cumulative = np.cumsum(cells[:-1])
-        return ArmSlice(requests, errors, tuple(int(c) for c in cumulative))
+        return ArmSlice(requests, errors, tuple(cumulative.tolist()))
 
 
 def slow_count(arm: ArmSlice, edges_ms: Sequence[float], threshold_ms: float) -> int:

@@ -1,13 +1,7 @@
 """Shared pytest setup. Fixtures that start real components (Prometheus, the emulated API) live in their own modules."""
 
-import sys
-from pathlib import Path
-
-# The repository root, for the ``e2e`` package (not installed): what ``python -m pytest`` from the root already
-# gives, so that a bare ``pytest`` behaves the same.
-if str(Path(__file__).resolve().parents[1]) not in sys.path:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+# ``pythonpath = [".", "tests"]`` in pyproject.toml puts the repository root (for the ``e2e`` package) and this
+# folder (for ``emulator``, ``http_recorder``…) on sys.path, for ``pytest`` and ``python -m pytest`` alike.
 # The emulated Kubernetes API (tests/emulator): fixtures available to every test module.
 from emulator.fixtures import (  # noqa: F401
     emulator,

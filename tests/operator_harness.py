@@ -85,6 +85,7 @@ def canary(name: str, *, target: str | None = None, analysis: Mapping[str, Any] 
         "metrics": [SUCCESS_RATE],
         **(analysis or {}),
     }
+    merged = {key: value for key, value in merged.items() if value is not None}  # None: leave the default out
     return {
         "apiVersion": "coalmine.dev/v1alpha1",
         "kind": "Canary",

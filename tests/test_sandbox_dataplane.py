@@ -31,13 +31,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from analysis.providers.queries import ISTIO_DURATION_BUCKETS_MS, errors_query, requests_query, slow_query
 from controller.kube.api import CONFIGMAPS, DEPLOYMENTS, SERVICES, VIRTUAL_SERVICES
 from controller.kube.client import KubeClient
+from controller.kube.health import readiness
 from controller.kube.objects import build_primary_deployment, build_services
 from controller.rollout.spec import CanarySpec, parse_canary_spec
 from controller.routers import Routes
-from controller.routers.istio import build_virtual_service
+from controller.routers.istio import SessionCookies, build_virtual_service
 from e2e.sandbox import procs
 from e2e.sandbox.backend import Behaviour, BehaviourError
+from e2e.sandbox.deployment_status import Observed, deployment_status, needs_update, with_times
 from e2e.sandbox.endpoints import REGISTRY_CONFIGMAP, Endpoint, Registry, resolve
+from e2e.sandbox.loadgen import run_load
 from e2e.sandbox.prometheus import PrometheusUnavailable, RunningPrometheus, scrape_config
 from e2e.sandbox.routing import RequestInfo, RouteTable
 
@@ -202,6 +205,21 @@ def test_backend_process_answers_with_its_error_rate_latency_and_version(start: 
     assert refuses(address)
 
 
+def test_loadgen_keeps_its_rate_and_never_exceeds_its_caps(start: Start) -> None:
+    _, address = start("e2e.sandbox.backend", env={"VERSION": "v3", "ERROR_RATE": "0.5", "SEED": "4"})
+    capped = asyncio.run(run_load(f"http://{address}/", rps=200, duration_s=10, max_requests=25))
+    assert capped.sent == 25
+    assert capped.elapsed_s < 3.0  # stopped by the cap (25 requests at 200/s), long before the 10 s duration
+    steady = asyncio.run(run_load(f"http://{address}/", rps=50, duration_s=1))
+    assert steady.sent == 50
+    assert 0.9 < steady.elapsed_s < 2.5
+    assert set(steady.by_status) == {"200", "500"}
+    assert sum(steady.by_status.values()) == steady.answered == 50
+    assert dict(steady.by_version) == {"v3": 50}
+    dead = asyncio.run(run_load("http://127.0.0.1:1/", rps=20, duration_s=0.25, timeout_s=1))
+    assert dict(dead.by_status) == {"error": dead.sent}
+
+
 # -- routing (pure): what the router makes of the operator's VirtualServices ------------------------------------
 
 
@@ -233,6 +251,20 @@ def test_routes_follow_weights_ab_match_and_mirror_of_the_operators_virtual_serv
     decision = mirrored.decide(RequestInfo(), rng)
     assert decision is not None
     assert (decision.host, decision.mirror) == ("podinfo-primary", "podinfo-canary")
+
+
+def test_session_affinity_cookie_routes_returning_users_to_the_canary() -> None:
+    rng = random.Random(9)
+    spec = canary_spec({"sessionAffinity": {"cookieName": "coalmine-cookie", "maxAge": 60}})
+    cookies = SessionCookies(current="coalmine-cookie=abc123")
+    table = RouteTable.from_virtual_service(build_virtual_service(spec, "podinfo", NS, Routes(90, 10), cookies=cookies))
+    returning = RequestInfo(headers={"cookie": "theme=dark; coalmine-cookie=abc123"})
+    assert {host_of(table, returning, rng) for _ in range(100)} == {"podinfo-canary"}
+    decisions = [table.decide(RequestInfo(), rng) for _ in range(400)]
+    sent_to_canary = [d for d in decisions if d is not None and d.host == "podinfo-canary"]
+    assert sent_to_canary
+    assert all(("Set-Cookie", "coalmine-cookie=abc123; Max-Age=60") in d.response_headers.add for d in sent_to_canary)
+    assert not any(d.response_headers.add for d in decisions if d is not None and d.host == "podinfo-primary")
 
 
 def test_backends_are_found_through_the_operators_services() -> None:
@@ -400,6 +432,30 @@ def test_a_backend_that_never_starts_leaves_the_deployment_unavailable(
     status = (client.get(DEPLOYMENTS, NS, "podinfo") or {})["status"]
     assert int(status.get("availableReplicas") or 0) == 0
     assert client.get(CONFIGMAPS, NS, REGISTRY_CONFIGMAP) is None or "podinfo" not in Registry(client, NS).read()
+
+
+@pytest.mark.parametrize(
+    ("observed", "replicas", "percent", "complete", "stuck"),
+    [
+        (Observed(ready=True), 3, 100.0, True, False),
+        (Observed(ready=False, old_serving=True), 3, 0.0, False, False),  # rolling: old pods serve, new not yet
+        (Observed(ready=False), 2, 0.0, False, False),
+        (Observed(ready=False, stuck=True), 2, 0.0, False, True),
+        (Observed(ready=True), 0, 100.0, True, False),  # scaled to zero
+    ],
+)
+def test_the_status_written_reads_as_intended_by_the_operator(
+    observed: Observed, replicas: int, percent: float, complete: bool, stuck: bool
+) -> None:
+    obj = deployment(replicas=replicas)
+    obj["metadata"]["generation"] = 4
+    obj["status"] = with_times(None, deployment_status(obj, observed), "2026-01-01T00:00:00Z")
+    seen = readiness(obj)
+    assert (seen.percent, seen.complete, seen.stuck) == (percent, complete, stuck)
+    assert obj["status"]["observedGeneration"] == 4
+    assert not needs_update(obj["status"], deployment_status(obj, observed))
+    flipped = deployment_status(obj, Observed(ready=not observed.ready))
+    assert needs_update(obj["status"], flipped) == (replicas > 0)  # at zero replicas readiness is moot
 
 
 # -- all of it, scraped by the real Prometheus -----------------------------------------------------------------------

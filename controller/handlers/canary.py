@@ -41,9 +41,46 @@ def owner_conflict(body: Mapping[str, Any], index: Mapping[Any, Any]) -> str | N
     )
 
 
-def _write(patch: kopf.Patch, result: TickResult) -> None:
+_SAME = object()
+
+
+def _diff(old: Any, new: Any) -> Any:
+    """The JSON merge patch turning ``old`` into ``new`` (``_SAME`` when equal); nested maps are replaced exactly."""
+    if isinstance(new, Mapping):
+        if not isinstance(old, Mapping):
+            return dict(new)
+        out: dict[str, Any] = {key: None for key in old.keys() - new.keys()}
+        for key, value in new.items():
+            change = _diff(old.get(key, _SAME), value)
+            if change is not _SAME:
+                out[key] = change
+        return out if out else _SAME
+    if old is _SAME and new is None:
+        return _SAME
+    return _SAME if old == new else new
+
+
+def status_patch(current: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[str, Any]:
+    """The merge patch that makes ``.status`` carry ``new``'s top-level keys (others are left alone).
+
+    A merge patch *merges* maps: sending ``judge: {}`` to reset the judge would keep every old key, and a new revision
+    would inherit the previous one's judge state and gates. So each map is diffed against what is stored and keys
+    that went away are sent as ``null``. Unchanged keys are left out, so a tick that changes nothing writes nothing.
+    """
+    current = current or {}
+    patch: dict[str, Any] = {}
+    for key, value in new.items():
+        change = _diff(current.get(key, _SAME), value)
+        if change is not _SAME:
+            patch[key] = change
+    return patch
+
+
+def _write(patch: kopf.Patch, result: TickResult, current: Mapping[str, Any] | None = None) -> None:
+    """Put the tick's status into kopf's patch; pass ``current`` (the stored ``.status``) to replace maps exactly."""
     if result.status_patch is not None:
-        for key, value in result.status_patch.items():
+        changes = status_patch(current, result.status_patch) if current is not None else result.status_patch
+        for key, value in changes.items():
             patch.status[key] = value
 
 
@@ -75,7 +112,7 @@ def register(registry: kopf.OperatorRegistry, tick_seconds: float) -> None:
         ctx: OperatorContext = memo["ctx"]
         started = time.monotonic()
         result = await reconcile(ctx, body, time.time(), conflict=owner_conflict(body, canaries_by_target))
-        _write(patch, result)
+        _write(patch, result, body.get("status") or {})
         meta = body.get("metadata") or {}
         status = {**dict(body.get("status") or {}), **(result.status_patch or {})}
         workload = (body.get("spec") or {}).get("targetRef", {}).get("name")
@@ -87,7 +124,7 @@ def register(registry: kopf.OperatorRegistry, tick_seconds: float) -> None:
         """Run ticks with ``deleting`` set until the engine releases the Canary (``revertOnDeletion`` restores)."""
         ctx: OperatorContext = memo["ctx"]
         result = await reconcile(ctx, body, time.time())
-        _write(patch, result)
+        _write(patch, result, body.get("status") or {})
         if not result.released:
             raise kopf.TemporaryError("restoring the target before the Canary goes", delay=ctx.config.tick_seconds)
         meta = body.get("metadata") or {}

@@ -48,6 +48,7 @@ EVENTS = Resource("events.k8s.io", "v1", "events", "Event")
 VIRTUAL_SERVICES = Resource("networking.istio.io", "v1beta1", "virtualservices", "VirtualService")
 DESTINATION_RULES = Resource("networking.istio.io", "v1beta1", "destinationrules", "DestinationRule")
 CANARIES = Resource("coalmine.dev", "v1alpha1", "canaries", "Canary")
+BLUEGREENS = Resource("coalmine.dev", "v1alpha1", "bluegreens", "BlueGreen")
 METRIC_TEMPLATES = Resource("coalmine.dev", "v1alpha1", "metrictemplates", "MetricTemplate")
 ALERT_PROVIDERS = Resource("coalmine.dev", "v1alpha1", "alertproviders", "AlertProvider")
 

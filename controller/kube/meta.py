@@ -10,6 +10,8 @@ from typing import Any
 
 CANARY_API_VERSION = "coalmine.dev/v1alpha1"
 CANARY_KIND = "Canary"
+OWNER_KINDS = frozenset({CANARY_KIND, "BlueGreen"})
+"""The Coalmine kinds that own objects (a BlueGreen owns exactly what a Canary would)."""
 ANNOTATION_PREFIX = "coalmine.dev/"
 
 # Metadata never copied onto objects Coalmine owns: kubectl/Deployment bookkeeping, and the keys GitOps tools use
@@ -62,7 +64,7 @@ def is_owned_by(obj: Mapping[str, Any], canary_name: str) -> bool:
     """
     group = CANARY_API_VERSION.split("/")[0] + "/"
     return any(
-        ref.get("kind") == CANARY_KIND
+        ref.get("kind") in OWNER_KINDS
         and str(ref.get("apiVersion", "")).startswith(group)
         and ref.get("name") == canary_name
         and ref.get("controller")

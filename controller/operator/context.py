@@ -71,6 +71,11 @@ class OperatorContext:
             return found
 
     async def aclose(self) -> None:
+        """Close every client. The Kubernetes client too: its pooled keep-alive connections would otherwise keep the
+        API server's side of them open, and kopf waits for such leftovers at shutdown."""
+        close_api = getattr(self.api, "close", None)
+        if callable(close_api):
+            close_api()
         await self.http.aclose()
         await self.alert_clients.aclose()
         with self._lock:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from analysis.judge import judge
+from analysis.policy import JudgePolicy
 from analysis.verdict import Verdict
 from controller.hooks import HookPayload, hook_phase, run_hooks
 from controller.kube.errors import KubeError
@@ -26,14 +27,13 @@ from controller.operator.announce import announce, notifications_to_send, record
 from controller.operator.context import OperatorContext
 from controller.operator.gather import gather
 from controller.operator.looks import build_look
+from controller.operator.strategy import CANARY, Strategy
 from controller.rollout.decision import Event, EventType, Reason
 from controller.rollout.invalid import invalid_status_patch, is_reported
-from controller.rollout.judging import policy_from_spec
-from controller.rollout.machine import plan, step
 from controller.rollout.observations import HookOutcome
 from controller.rollout.spec import CanarySpec, HookType
 from controller.rollout.status import CanaryStatus
-from controller.rollout.validation import InvalidSpecError, parse_valid_canary
+from controller.rollout.validation import InvalidSpecError
 from controller.routers import router_for
 
 log = logging.getLogger("coalmine.reconcile")
@@ -50,20 +50,27 @@ class TickResult:
 
 
 async def reconcile(
-    ctx: OperatorContext, canary: Mapping[str, Any], now: float, *, conflict: str | None = None
+    ctx: OperatorContext,
+    canary: Mapping[str, Any],
+    now: float,
+    *,
+    conflict: str | None = None,
+    strategy: Strategy[Any] = CANARY,
 ) -> TickResult:
-    """Run one tick (see module doc). ``conflict`` names another Canary already managing the same target."""
+    """Run one tick (see module doc) of a Canary, or of another kind given its ``strategy`` (a BlueGreen).
+    ``conflict`` names another rollout already managing the same target."""
     meta = canary.get("metadata") or {}
     raw_status = canary.get("status") or {}
     generation = int(meta.get("generation") or 0)
     try:
         if conflict is not None:
             raise InvalidSpecError(())
-        spec = parse_valid_canary(canary)
+        typed = strategy.parse(canary)
     except InvalidSpecError as error:
         message = conflict or "invalid spec: " + "; ".join(f"{p.path}: {p.message}" for p in error.problems)
         return await _refuse(ctx, canary, raw_status, message, generation, now)
 
+    spec = strategy.view(typed)
     status = CanaryStatus.from_dict(raw_status)
     router = router_for(spec, canary, ctx.api)
     try:
@@ -71,11 +78,12 @@ async def reconcile(
     except KubeError as error:
         log.warning("%s/%s: cannot read the cluster: %s", meta.get("namespace"), meta.get("name"), error)
         return TickResult(None)
-    probes = plan(spec, status, now)
-    verdict = await _look(ctx, canary, spec, status, probes.window) if probes.metrics else None
+    probes = strategy.plan(typed, status, now)
+    policy = strategy.policy(typed, status)
+    verdict = await _look(ctx, canary, spec, policy, status, probes.window) if probes.metrics else None
     hooks = await _hooks(ctx, canary, spec, status, probes.hooks)
     observations = replace(gathered.observations, verdict=verdict, hooks=hooks)
-    decision = step(spec, status, observations, now)
+    decision = strategy.step(typed, status, observations, now)
     try:
         released = await asyncio.to_thread(act, ctx.api, router, canary, spec, gathered.target, decision.actions)
     except KubeError as error:
@@ -117,13 +125,13 @@ async def _look(
     ctx: OperatorContext,
     canary: Mapping[str, Any],
     spec: CanarySpec,
+    policy: JudgePolicy,
     status: CanaryStatus,
     window: tuple[float, float] | None,
 ) -> Verdict | None:
     if window is None:
         return None
     meta = canary.get("metadata") or {}
-    policy = policy_from_spec(spec)
     look = await asyncio.to_thread(
         build_look, ctx, str(meta.get("name", "")), str(meta.get("namespace", "")), spec, policy, window
     )

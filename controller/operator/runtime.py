@@ -13,11 +13,12 @@ import kopf
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
-from controller.handlers import canary
+from controller.handlers import bluegreen, canary
 from controller.kube.client import KubeClient
 from controller.operator.context import OperatorConfig, OperatorContext
 
 FINALIZER = "coalmine.dev/finalizer"
+SHUTDOWN_GRACE_S = 15.0
 
 
 def configure_settings(
@@ -36,6 +37,10 @@ def configure_settings(
     )
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
+    # On shutdown (SIGTERM, a rolling update of the operator) let a tick that is half-way finish: its actions are
+    # already in the cluster, and only a finished tick writes the status that records them. kopf's default gives a
+    # running timer no time at all, so a restart could repeat the last step's Events. Idle timers exit at once.
+    settings.background.instant_exit_timeout = SHUTDOWN_GRACE_S
     if peering:
         settings.peering.name = peering
         settings.peering.standalone = False
@@ -49,6 +54,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     """A fresh registry with every Coalmine handler (never kopf's global one, so tests stay isolated)."""
     registry = kopf.OperatorRegistry()
     canary.register(registry, config.tick_seconds)
+    bluegreen.register(registry, config.tick_seconds)
 
     @kopf.on.cleanup(registry=registry)
     async def close_context(memo: kopf.Memo, **_: Any) -> None:

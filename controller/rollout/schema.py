@@ -20,6 +20,7 @@ CRD_FILES: Mapping[str, str] = {
     "Canary": "canary.yaml",
     "MetricTemplate": "metrictemplate.yaml",
     "AlertProvider": "alertprovider.yaml",
+    "BlueGreen": "bluegreen.yaml",
 }
 
 
@@ -29,7 +30,7 @@ class SchemaNotFoundError(RuntimeError):
 
 @cache
 def load_crd(kind: str) -> Mapping[str, Any]:
-    """Return the CustomResourceDefinition object for ``kind`` (``Canary``, ``MetricTemplate``, ``AlertProvider``)."""
+    """Return the CustomResourceDefinition object for ``kind`` (``Canary``, ``MetricTemplate``, ``AlertProvider``, ``BlueGreen``)."""
     if kind not in CRD_FILES:
         raise KeyError(f"{kind!r} is not a Coalmine kind; known kinds: {', '.join(CRD_FILES)}")
     path = CRD_DIR / CRD_FILES[kind]

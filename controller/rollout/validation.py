@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from controller.rollout.bluegreen_rules import check_bluegreen
 from controller.rollout.canary_rules import check_canary
 from controller.rollout.problems import Findings, Problem, check_object_name, mapping
 from controller.rollout.resource_rules import TEMPLATE_VARIABLES, check_alert_provider, check_metric_template
@@ -33,12 +34,13 @@ __all__ = [
 
 COALMINE_API_VERSION = "coalmine.dev/v1alpha1"
 FLAGGER_API_VERSION = "flagger.app/v1beta1"
-KINDS = ("Canary", "MetricTemplate", "AlertProvider")
+KINDS = ("Canary", "MetricTemplate", "AlertProvider", "BlueGreen")
 _GROUPS = {"coalmine.dev": COALMINE_API_VERSION, "flagger.app": FLAGGER_API_VERSION}
 _RULES: Mapping[str, Callable[[Mapping[str, Any], Findings], None]] = {
     "Canary": check_canary,
     "MetricTemplate": check_metric_template,
     "AlertProvider": check_alert_provider,
+    "BlueGreen": check_bluegreen,
 }
 
 

@@ -35,7 +35,7 @@ from controller.kube.client import (
     update_with_retry,
 )
 from controller.kube.errors import ApiNotFound
-from controller.kube.meta import ANNOTATION_PREFIX, copyable_annotations, is_owned_by, owner_reference
+from controller.kube.meta import ANNOTATION_PREFIX, CANARY_KIND, copyable_annotations, is_owned_by, owner_reference
 from controller.kube.objects import service_names
 from controller.rollout.spec import CanarySpec
 from controller.routers import Router, Routes
@@ -171,6 +171,7 @@ def build_virtual_service(
     cookies: SessionCookies = SessionCookies(),
     owned: bool = True,
     annotations: Mapping[str, str] | None = None,
+    owner_kind: str = CANARY_KIND,
 ) -> Object:
     """The VirtualService ``<svc>`` for ``weights`` (checked: each in 0..100, summing to 100).
 
@@ -199,7 +200,9 @@ def build_virtual_service(
     if merged_annotations:
         metadata["annotations"] = merged_annotations
     if owned:
-        metadata["ownerReferences"] = [owner_reference({"name": canary_name, "uid": canary_uid})]
+        metadata["ownerReferences"] = [
+            owner_reference({"kind": owner_kind, "metadata": {"name": canary_name, "uid": canary_uid}})
+        ]
     return {"apiVersion": ISTIO_API_VERSION, "kind": "VirtualService", "metadata": metadata, "spec": body}
 
 
@@ -325,6 +328,7 @@ class IstioRouter:
         self._uid = str(meta.get("uid", ""))
         self._namespace = str(meta["namespace"])
         self._apex = service_names(spec)[0]
+        self._kind = str(canary_meta.get("kind") or CANARY_KIND)  # a Canary or a BlueGreen owns the objects
 
     def _cookies(self, live: Mapping[str, Any]) -> SessionCookies:
         annotations = (live.get("metadata") or {}).get("annotations") or {}
@@ -363,12 +367,13 @@ class IstioRouter:
             cookies=cookies,
             owned=owned,
             annotations=annotations,
+            owner_kind=self._kind,
         )
 
     def reconcile(self, spec: CanarySpec, canary_meta: Mapping[str, Any]) -> None:
         """Create/update both DestinationRules and the VirtualService, keeping the live split (and cookies)."""
         self._bind(spec, canary_meta)
-        owner = {"name": self._name, "uid": self._uid}
+        owner = {"kind": self._kind, "metadata": {"name": self._name, "uid": self._uid}}
         for rule in build_destination_rules(spec, self._namespace, owner):
             create_or_update(self._api, DESTINATION_RULES, self._namespace, rule, _merge_spec)
         initial = self._desired(None, None, None)

@@ -6,7 +6,8 @@ of guessing a free port, so there is no window in which two processes race for t
 
 Children are started with ``PR_SET_PDEATHSIG`` (Linux) so that even a ``kill -9`` of their parent (the chaos test
 kills processes at random) cannot leave orphaned backends holding ports; the parent still stops them politely
-(SIGTERM, then SIGKILL after a grace period) on a normal exit.
+(SIGTERM, then SIGKILL after a grace period) on a normal exit. Linux sends that signal when the *thread* that
+started the child ends, so start long-lived children from the main thread or one that lives as long as they do.
 """
 
 from __future__ import annotations

@@ -267,7 +267,7 @@ class Router:
         if endpoint is None:
             return web.Response(status=503, text=f"no healthy upstream for {decision.host}\n")
         body = await request.read()
-        if False and decision.mirror:
+        if decision.mirror:
             self._mirror(decision, request, body)
         status, headers, content = await self._send(endpoint, decision.host, request, body)
         response = web.Response(status=status, body=content)

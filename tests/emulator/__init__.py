@@ -1,6 +1,6 @@
 """An emulated Kubernetes API (kmock-based) for Coalmine's integration tests; see ``server`` for its scope."""
 
-from .faults import FaultInjector, FaultKind, FaultPolicy
+from .faults import Fault, FaultInjector, FaultKind, FaultPolicy
 from .fixtures import (
     ThreadedEmulator,
     api_client_for,
@@ -12,6 +12,7 @@ from .server import CoalmineEmulator, crd_files, serving
 
 __all__ = [
     "CoalmineEmulator",
+    "Fault",
     "FaultInjector",
     "FaultKind",
     "FaultPolicy",

@@ -4,12 +4,20 @@ Issue 4 requires that rollouts end correctly while 10 % of API calls fail. The f
 ``random.Random`` in the order requests arrive, so a single-threaded sequence of calls fails identically on
 every run; with concurrent clients the interleaving (and so which call fails) can vary, but the rate cannot.
 
-A faulty call is *not applied*: the object is unchanged, as when a real API server fails before the write. A
-"timeout" waits ``timeout_delay`` seconds (loop time, so it is instant under ``looptime``) and then answers 504
-with reason ``Timeout``, as the API server does when a request exceeds its deadline; a client whose own timeout
-is shorter sees a client-side timeout instead. 409 is only drawn for writes (a conflict on a read is
-meaningless); watch streams are excluded unless ``include_watches`` is set, because an operator that loses its
-watch reconnects and that is tested separately.
+Faults are drawn the way a real API server produces them, so that surviving them proves something:
+
+- **500**: the call fails before anything is written.
+- **409 Conflict**: only for writes that ask for optimistic concurrency — a PUT, a patch carrying
+  ``metadata.resourceVersion``, a delete with ``preconditions``. A real server never answers 409 to a plain
+  merge patch (it retries its own storage conflicts), so injecting one there would test an impossible case.
+  Where 409 is not possible, a 500 is answered instead, so the overall rate stays what was configured.
+- **timeout**: waits ``timeout_delay`` seconds (loop time: instant under ``looptime``) and answers 504 with reason
+  ``Timeout``, as the API server does when a request exceeds its deadline (a client with a shorter timeout sees a
+  client-side timeout). For writes, a share ``lost_reply_share`` of timeouts happens *after* the write was
+  applied — the lost-reply case that makes a retried create meet 409 AlreadyExists.
+
+Reads are eligible unless ``include_reads`` is off; watch streams are excluded unless ``include_watches`` is set
+(an operator that loses its watch reconnects, which is tested separately).
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ class FaultPolicy:
     kinds: tuple[FaultKind, ...] = (FaultKind.SERVER_ERROR, FaultKind.CONFLICT, FaultKind.TIMEOUT)
     seed: int = 0
     timeout_delay: float = 1.0
+    lost_reply_share: float = 0.5
     include_watches: bool = False
     include_reads: bool = True
     plurals: frozenset[str] | None = None  # only these resources (e.g. {"deployments"}); None: all
@@ -43,6 +52,14 @@ class FaultPolicy:
             raise ValueError(f"fault rate must be within [0, 1], got {self.rate}")
         if self.rate and not self.kinds:
             raise ValueError("a positive fault rate needs at least one fault kind")
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One drawn fault; ``after_write`` means the write is applied before the (timed-out) answer."""
+
+    kind: FaultKind
+    after_write: bool = False
 
 
 @dataclass
@@ -61,8 +78,11 @@ class FaultInjector:
     def total_injected(self) -> int:
         return sum(self.injected.values())
 
-    def draw(self, *, plural: str, is_write: bool, is_watch: bool) -> FaultKind | None:
-        """Decide the fate of one call: ``None`` to serve it normally, or the fault to answer with."""
+    def draw(self, *, plural: str, is_write: bool, is_watch: bool, can_conflict: bool = False) -> Fault | None:
+        """Decide the fate of one call: ``None`` to serve it normally, or the fault to answer with.
+
+        ``can_conflict``: the call carries a resourceVersion precondition, so a real server could answer 409.
+        """
         policy = self.policy
         if policy.rate <= 0.0:
             return None
@@ -70,12 +90,12 @@ class FaultInjector:
             return None
         if policy.plurals is not None and plural not in policy.plurals:
             return None
-        kinds = policy.kinds if is_write else tuple(k for k in policy.kinds if k != FaultKind.CONFLICT)
-        if not kinds:
-            return None
         self.eligible += 1
         if self._rng.random() >= policy.rate:
             return None
-        kind = kinds[self._rng.randrange(len(kinds))]
+        kind = policy.kinds[self._rng.randrange(len(policy.kinds))]
+        if kind == FaultKind.CONFLICT and not (is_write and can_conflict):
+            kind = FaultKind.SERVER_ERROR
+        after_write = kind == FaultKind.TIMEOUT and is_write and self._rng.random() < policy.lost_reply_share
         self.injected[kind] += 1
-        return kind
+        return Fault(kind, after_write)

@@ -176,6 +176,9 @@ class ThreadedEmulator:
     def patch_object(self, resource: str, namespace: str | None, name: str, patch: Any, **kw: Any) -> dict[str, Any]:
         return self.call(self.emulator.patch_object, resource, namespace, name, patch, **kw)
 
+    def delete_object(self, resource: str, namespace: str | None, name: str) -> dict[str, Any]:
+        return self.call(self.emulator.delete_object, resource, namespace, name)
+
     def read_object(self, resource: str, namespace: str | None, name: str) -> Any:
         return self.call(self.emulator.read_object, resource, namespace, name)
 

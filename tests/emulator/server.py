@@ -26,8 +26,10 @@ What it does like a real API server
   ``resourceVersion`` (events replayed from a bounded log; **410 Gone** when it is too old) and
   ``sendInitialEvents`` bookmarks. Objects whose labels stop (start) matching arrive as DELETED (ADDED).
 - Several served versions of one resource share storage (Istio's ``v1`` and ``v1beta1``).
-- **Fault injection** (:mod:`.faults`): a seeded fraction of calls answered 500, 409 or a timeout (504 after a
-  delay), without applying them.
+- **Fault injection** (:mod:`.faults`): a seeded fraction of calls answered 500 (not applied), 409 (only where
+  a real server could: PUT, resourceVersion-carrying patches, delete preconditions) or a timeout (504 after a
+  delay; for writes sometimes *after* applying them — the lost reply). Watches are excluded by default.
+- Fast: requests are served directly (~1 ms) unless a test added kmock reactions, which then take precedence.
 
 What it does not do
 -------------------
@@ -47,10 +49,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import collections
 import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +75,6 @@ from .resources import (
 )
 from .schemas import load_crd_files, parse_crd
 from .selectors import (
-    Requirement,
     SelectorError,
     fields_match,
     labels_match,
@@ -83,46 +82,20 @@ from .selectors import (
     parse_label_selector,
 )
 from .store import Store
+from .watching import Watch, WatchHub, present
 
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _VERBS = ("create", "delete", "get", "list", "patch", "update", "watch")
 
 
-@dataclass(eq=False)
-class _Watch:
-    """One open watch stream: what it selects, and the queue the store's events are offered to."""
-
-    spec: ResourceSpec
-    namespace: str | None
-    name: str | None
-    labels: tuple[Requirement, ...]
-    fields: tuple[Requirement, ...]
-    queue: asyncio.Queue[dict[str, Any] | None] = field(default_factory=asyncio.Queue)
-
-    def selects(self, obj: Mapping[str, Any] | None) -> bool:
-        if obj is None:
-            return False
-        meta = obj.get("metadata") or {}
-        return (
-            (self.namespace is None or meta.get("namespace") == self.namespace)
-            and (self.name is None or meta.get("name") == self.name)
-            and labels_match(self.labels, obj)
-            and fields_match(self.fields, obj)
-        )
-
-    def event(self, kind: str, new: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any] | None:
-        """Translate a store event for this watcher (a label change can turn MODIFIED into ADDED/DELETED)."""
-        now, before = self.selects(new), self.selects(old)
-        if kind == "MODIFIED" and now != before:
-            kind = "ADDED" if now else "DELETED"
-        elif not (now or (kind == "DELETED" and before)):
-            return None
-        return {"type": kind, "object": present(self.spec, new)}
-
-
-def present(spec: ResourceSpec, obj: Mapping[str, Any]) -> dict[str, Any]:
-    """The object as served at the requested version (versions share storage; apiVersion follows the URL)."""
-    return {**obj, "apiVersion": spec.api_version, "kind": spec.kind}
+def _has_precondition(request: rendering.Request, method: str) -> bool:
+    """Whether a real server could answer this write with 409 (it asked for optimistic concurrency)."""
+    data = request.data if isinstance(request.data, Mapping) else {}
+    if method == "PUT":
+        return True
+    if method == "PATCH":
+        return bool((data.get("metadata") or {}).get("resourceVersion"))
+    return method == "DELETE" and bool(data.get("preconditions"))
 
 
 @attrs.define(kw_only=True)
@@ -143,16 +116,13 @@ class CoalmineEmulator(kmock.KubernetesEmulator):
 
     store: Store = attrs.field(init=False)
     _specs: dict[str, ResourceSpec] = attrs.field(factory=dict, init=False)
-    _watches: set[_Watch] = attrs.field(factory=set, init=False)
-    _logs: dict[str, collections.deque[tuple[int, str, dict[str, Any], dict[str, Any] | None]]] = attrs.field(
-        factory=dict, init=False
-    )
-    _floors: dict[str, int] = attrs.field(factory=dict, init=False)
+    watches: WatchHub = attrs.field(init=False)
     _results: dict[int, rendering.Payload] = attrs.field(factory=dict, init=False)
     _own_reactions: int = attrs.field(default=0, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
+        self.watches = WatchHub(event_log_limit=self.event_log_limit)
         self.store = Store(behaviour=BuiltinBehaviour(deployments_ready=self.deployments_ready), emit=self._emit)
         self.fallback["put"] << self._serve_result
         for spec in builtin_specs():
@@ -239,17 +209,16 @@ class CoalmineEmulator(kmock.KubernetesEmulator):
         """Wait until some client watches ``resource`` — e.g. until an operator under test is listening."""
         storage_key = self.spec(resource).storage_key
         async with asyncio.timeout(timeout):
-            while not any(w.spec.storage_key == storage_key for w in self._watches):
+            while not self.watches.watching(storage_key):
                 await asyncio.sleep(0.01)
 
     def watched(self) -> set[str]:
         """The ``group/version/plural`` of every resource with an open watch stream."""
-        return {w.spec.key for w in self._watches}
+        return self.watches.watched()
 
     def close_watches(self) -> None:
         """End every watch stream (before the server stops, so shutdown doesn't wait for idle streams)."""
-        for watch in self._watches:
-            watch.queue.put_nowait(None)
+        self.watches.close_all()
 
     # -- request handling ------------------------------------------------------------------------------------
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
@@ -290,12 +259,17 @@ class CoalmineEmulator(kmock.KubernetesEmulator):
                 raise ApiError(404, "NotFound", "the server could not find the requested resource")
             method = str(request.method.value).upper()
             fault = self.faults.draw(
-                plural=spec.plural, is_write=method in _WRITE_METHODS, is_watch=request.action == kmock.action.WATCH
+                plural=spec.plural,
+                is_write=method in _WRITE_METHODS,
+                is_watch=request.action == kmock.action.WATCH,
+                can_conflict=_has_precondition(request, method),
             )
-            if fault is not None:
-                await self._fail(fault)
+            if fault is not None and not fault.after_write:
+                await self._fail(fault.kind)
             if method in _WRITE_METHODS:
                 self._results[id(request)] = self._write(spec, request, method)
+            if fault is not None:
+                await self._fail(fault.kind)  # the write is applied, but its answer is lost
             if len(self._payloads) > self._own_reactions:  # a test added reactions: kmock's DSL decides
                 return await apps.RawHandler._handle(self, request)
             # No reactions of a test's own: serve directly (kmock matches every request against its whole
@@ -403,83 +377,21 @@ class CoalmineEmulator(kmock.KubernetesEmulator):
     def _serve_watch(self, request: rendering.Request) -> AsyncIterator[rendering.Payload]:
         spec = self.spec(self._key(request))
         params = request.params
-        watch = _Watch(
+        watch = Watch(
             spec=spec,
             namespace=request.namespace,
             name=request.name,
             labels=parse_label_selector(params.get("labelSelector")),
             fields=parse_field_selector(params.get("fieldSelector")),
         )
-        backlog = self._backlog(watch, params.get("resourceVersion"), params.get("sendInitialEvents") == "true")
-        self._watches.add(watch)  # registered in the same loop step as the backlog: no event can fall between
-        return self._stream(watch, backlog, params.get("timeoutSeconds"), request)
-
-    async def _stream(
-        self,
-        watch: _Watch,
-        backlog: list[dict[str, Any]],
-        timeout_seconds: str | None,
-        request: rendering.Request,
-    ) -> AsyncIterator[rendering.Payload]:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + float(timeout_seconds) if timeout_seconds else None
-        try:
-            yield b""  # send the headers now: a client waits for them before it reads events
-            for event in backlog:
-                yield event
-                if event["type"] == "ERROR":
-                    return
-            while deadline is None or loop.time() < deadline:
-                wait = 1.0 if deadline is None else min(1.0, deadline - loop.time())
-                try:
-                    live = await asyncio.wait_for(watch.queue.get(), timeout=max(wait, 0.0))
-                except TimeoutError:
-                    transport = request._raw_request.transport if request._raw_request is not None else None
-                    if transport is None or transport.is_closing():
-                        return  # the client went away
-                    continue
-                if live is None:
-                    return
-                yield live
-        finally:
-            self._watches.discard(watch)
-
-    def _backlog(self, watch: _Watch, since: str | None, initial: bool) -> list[dict[str, Any]]:
-        """Events a new watch starts with: the current state, or the log since its resourceVersion."""
-        key = watch.spec.storage_key
-        if since in (None, "", "0") or initial:
-            events = [
-                {"type": "ADDED", "object": present(watch.spec, obj)}
-                for obj in self.store.items(watch.spec, watch.namespace)
-                if watch.selects(obj)
-            ]
-            if initial:
-                bookmark = {
-                    "kind": watch.spec.kind,
-                    "apiVersion": watch.spec.api_version,
-                    "metadata": {
-                        "resourceVersion": str(self.store.resource_version),
-                        "annotations": {"k8s.io/initial-events-end": "true"},
-                    },
-                }
-                events.append({"type": "BOOKMARK", "object": bookmark})
-            return events
-        version = int(since)
-        if version < self._floors.get(key, 0):
-            gone = ApiError(410, "Expired", f"too old resource version: {version} ({self._floors[key]})").status()
-            return [{"type": "ERROR", "object": gone}]
-        replay = (watch.event(kind, new, old) for rv, kind, new, old in self._logs.get(key, ()) if rv > version)
-        return [event for event in replay if event is not None]
+        since, initial = params.get("resourceVersion"), params.get("sendInitialEvents") == "true"
+        current = None if since not in (None, "", "0") and not initial else self.store.items(spec, request.namespace)
+        backlog = self.watches.open(watch, since, current, initial, self.store.resource_version)
+        return self.watches.stream(watch, backlog, params.get("timeoutSeconds"), request._raw_request)
 
     def _emit(self, spec: ResourceSpec, kind: str, new: dict[str, Any], old: dict[str, Any] | None) -> None:
-        key = spec.storage_key
-        log = self._logs.setdefault(key, collections.deque(maxlen=self.event_log_limit))
-        if len(log) == log.maxlen:
-            self._floors[key] = log[0][0]
-        log.append((int(new["metadata"]["resourceVersion"]), kind, new, old))
-        for watch in self._watches:
-            if watch.spec.storage_key == key and (event := watch.event(kind, new, old)) is not None:
-                watch.queue.put_nowait(event)
+        """The store's event sink (tests may wrap ``store._emit`` to record every commit)."""
+        self.watches.publish(spec, kind, new, old)
 
     @staticmethod
     def _key(request: rendering.Request) -> str:
