@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck contracts unit demo bench prometheus clean
+.PHONY: test lint typecheck contracts unit demo demo-simulate bench prometheus clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,9 @@ unit: $(STAMP) prometheus
 test: lint typecheck contracts unit
 
 demo: $(STAMP) prometheus
+	$(BIN)/python -m e2e.sandbox
+
+demo-simulate: $(STAMP)
 	$(BIN)/python -m controller.cli.demo
 
 bench: $(STAMP)

@@ -9,7 +9,6 @@ backtest says what Coalmine *would have decided* on that data, and when.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -169,13 +168,11 @@ class PrometheusLooks:
         self.provider = provider
         self.identity = identity
         self.plan = plan
-        self.queries_s = 0.0
 
     def advance(self, start: float, end: float, routing: Routing) -> None:
         """Recorded traffic does not follow the engine's hypothetical weights: nothing to do."""
 
     def look(self, window: tuple[float, float]) -> Look:
-        started = time.monotonic()
         request = LookRequest(
             namespace=self.identity.namespace,
             target=self.identity.target,
@@ -186,6 +183,4 @@ class PrometheusLooks:
             counts=self.plan.counts,
             slow_threshold_ms=self.plan.slow_threshold_ms,
         )
-        look = collect_look(self.provider, request)
-        self.queries_s += time.monotonic() - started
-        return look
+        return collect_look(self.provider, request)

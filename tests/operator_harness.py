@@ -101,15 +101,36 @@ def canary(name: str, *, target: str | None = None, analysis: Mapping[str, Any] 
 
 
 def new_image(emulator: CoalmineEmulator, name: str, image: str) -> None:
-    """Change the target's image, as ``kubectl set image`` does: a new revision to roll out."""
-    emulator.patch_object(
-        DEPLOYMENTS, NS, name, {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}}
-    )
+    """Change the target's image, as ``kubectl set image`` does: a new revision to roll out.
+
+    The whole container list is written back (a JSON merge patch replaces lists), so nothing else changes.
+    """
+    containers = [
+        dict(c) for c in emulator.read_object(DEPLOYMENTS, NS, name)["spec"]["template"]["spec"]["containers"]
+    ]
+    containers[0]["image"] = image
+    emulator.patch_object(DEPLOYMENTS, NS, name, {"spec": {"template": {"spec": {"containers": containers}}}})
 
 
 def image_of(obj: Mapping[str, Any] | None) -> str:
     assert obj is not None
     return str(obj["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+def settle(emulator: CoalmineEmulator, name: str) -> None:
+    """Report Deployment ``name`` rolled out and ready, as the deployment controller eventually would (for tests
+    that turned the emulator's instant roll-outs off with ``emulator.store.behaviour.deployments_ready``)."""
+    obj = emulator.read_object(DEPLOYMENTS, NS, name)
+    assert obj is not None
+    replicas = int(obj["spec"].get("replicas", 1))
+    status = {
+        "observedGeneration": obj["metadata"]["generation"],
+        "replicas": replicas,
+        "updatedReplicas": replicas,
+        "readyReplicas": replicas,
+        "availableReplicas": replicas,
+    }
+    emulator.patch_object(DEPLOYMENTS, NS, name, {"status": status}, subresource="status")
 
 
 def status_of(emulator: CoalmineEmulator, name: str) -> Obj:

@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
+import yaml
 from typer.testing import CliRunner
 
-from controller.backtest import BacktestError, parse_instant
+from controller.backtest import BacktestError, CanaryIdentity, parse_instant, plan_looks, templates_from_documents
 from controller.cli.main import app
+from controller.rollout.validation import parse_valid_canary
 from e2e.sandbox.prometheus import PrometheusUnavailable, RunningPrometheus, ensure_installed
 
 if TYPE_CHECKING:
@@ -252,3 +254,23 @@ def test_times_accept_rfc3339_unix_seconds_and_relative_forms() -> None:
     assert parse_instant("2023-11-15T00:13:20+02:00", now) == now
     with pytest.raises(BacktestError, match="time zone"):
         parse_instant("2023-11-14T22:13:20", now)
+
+
+def test_compared_metrics_are_rendered_once_per_arm_and_thresholds_only_when_bounded() -> None:
+    canary = yaml.safe_load(CANARY_YAML.format(target="shop-api", namespace=NAMESPACE, extra=""))
+    canary["spec"]["analysis"]["metrics"].append(
+        {
+            "name": "error-percentage",
+            "interval": "2m",
+            "templateRef": {"name": "error-percentage"},
+            "comparison": {"method": "mann-whitney", "direction": "increase"},
+        }
+    )
+    spec = parse_valid_canary(canary)
+    templates = templates_from_documents([yaml.safe_load(TEMPLATE_YAML)], NAMESPACE)
+    plan = plan_looks(spec, CanaryIdentity.of(canary, spec), templates)
+    assert set(plan.thresholds) == {"request-success-rate"}  # compared only: no threshold check
+    canary_query, primary_query = plan.compared["error-percentage"]
+    assert 'destination_workload="shop-api"' in canary_query and "[2m]" in canary_query
+    assert 'destination_workload="shop-api-primary"' in primary_query
+    assert plan.counts and plan.slow_threshold_ms is None

@@ -15,6 +15,7 @@ from analysis.verdict import Outcome, Verdict
 from controller.rollout.bluegreen import GATE_POST_PROMOTION, desired_routes, judge_policy, plan, step
 from controller.rollout.bluegreen_spec import BlueGreenSpec, parse_bluegreen_spec
 from controller.rollout.decision import Decision, PromotePrimary, Reason, ScaleCanary, SetWeights
+from controller.rollout.kinds import BLUEGREEN, CANARY
 from controller.rollout.observations import HookOutcome, ManualRequest, RouteWeights
 from controller.rollout.phases import Hold, Phase
 from controller.rollout.spec import HookType
@@ -431,3 +432,36 @@ def test_desired_routes_keep_the_preview_only_while_previewing() -> None:
     run.look()
     run.look()
     assert desired_routes(spec, run.status) == SetWeights(0, 100)
+
+
+def test_a_bluegreen_counts_as_promoted_only_once_blue_takes_greens_spec() -> None:
+    """``coalmine simulate`` and the operator shell ask the kind when a rollout is decided."""
+    run = Run(make_spec(postPromotionAnalysis={"iterations": 1})).switched()
+    assert not BLUEGREEN.promoted(run.spec, run.status)  # all traffic on green, but it can still go back to blue
+    run.look()
+    assert BLUEGREEN.promoted(run.spec, run.status)
+    assert CANARY.promoted(run.spec.canary, run.status)
+
+
+def test_retry_after_a_failure_runs_the_same_revision_again() -> None:
+    run = Run(make_spec(analysis={"threshold": 1})).previewing()
+    run.look(FAIL)
+    assert run.status.phase is Phase.FAILED
+    retried = run.tick(request=request("retry", "again"), advance=5)
+    assert retried.status.phase is Phase.PROGRESSING and retried.status.last_applied_spec == "v2"
+    assert ScaleCanary(up=True) in retried.actions and run.world.routes == RouteWeights(100, 0)
+    assert retried.status.failed_checks == 0 and "bluegreen/preview" not in retried.status.gates
+
+
+def test_a_switch_whose_status_write_was_lost_is_redone_on_the_next_tick() -> None:
+    """The operator crashed after the VirtualService write but before the status write: the next tick starts from
+    the old status and the routes already at 0/100, and must switch again rather than call it drift."""
+    run = Run(make_spec(postPromotionAnalysis={"iterations": 2})).previewing()
+    run.look()
+    before = run.status
+    lost = step(run.spec, before, run.world.observe(PASS), run.now + MINUTE)
+    run.world.apply(lost)  # the routes were written...
+    assert run.world.routes == RouteWeights(0, 100)
+    again = step(run.spec, before, run.world.observe(PASS), run.now + MINUTE + 2)  # ...the status was not
+    assert again.status.phase is Phase.PROMOTING and SetWeights(0, 100) in again.actions
+    assert Reason.ROUTES_DRIFTED not in [e.reason for e in again.events]

@@ -158,6 +158,12 @@ async def test_auto_promotion_previews_switches_promotes_and_scales_green_down_a
     # Two pre-promotion and two post-promotion looks read green's success rate; the first look ran hooks only.
     assert len(prom.queries_for(NAME, QueryKind.SUCCESS_RATE)) == 4
     assert validate_written(emulator) >= 8
+    # Everything Coalmine created is owned by (and garbage-collected with) the BlueGreen, not a Canary of that name.
+    for resource in (DEPLOYMENTS, "v1/services", VIRTUAL_SERVICES, "networking.istio.io/v1beta1/destinationrules"):
+        for obj in emulator.list_objects(resource, NS):
+            if obj["metadata"]["name"] != NAME or resource != DEPLOYMENTS:
+                owners = obj["metadata"].get("ownerReferences") or []
+                assert [(o["kind"], o["name"]) for o in owners] == [("BlueGreen", NAME)], obj["metadata"]
 
 
 async def test_manual_promotion_waits_for_kubectl_coalmine_promote(

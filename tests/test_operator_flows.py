@@ -11,9 +11,6 @@ import asyncio
 from typing import Any
 
 import pytest
-
-from controller.rollout.phases import ManualAction
-from controller.rollout.request_codec import REQUEST_ANNOTATION, encode_request
 from emulator import CoalmineEmulator
 from operator_harness import (
     CANARIES,
@@ -43,6 +40,9 @@ from operator_harness import (
     wait_phase,
     weights_of,
 )
+
+from controller.rollout.phases import ManualAction
+from controller.rollout.request_codec import REQUEST_ANNOTATION, encode_request
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -264,7 +264,10 @@ async def test_hpa_gets_a_primary_copy_that_targets_the_primary(
             "minReplicas": 3,
             "maxReplicas": 6,
             "metrics": [
-                {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}
+                {
+                    "type": "Resource",
+                    "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}},
+                }
             ],
         },
     }
@@ -280,8 +283,10 @@ async def test_hpa_gets_a_primary_copy_that_targets_the_primary(
         assert emulator.read_object(HPAS, NS, "podinfo")["spec"]["scaleTargetRef"]["name"] == "podinfo"
         new_image(emulator, "podinfo", "podinfo:2")
         await wait_phase(emulator, "podinfo", "Progressing")
-        await wait_for("the canary scaled to the HPA minimum", lambda: emulator.read_object(
-            DEPLOYMENTS, NS, "podinfo")["spec"]["replicas"] == 3)
+        await wait_for(
+            "the canary scaled to the HPA minimum",
+            lambda: emulator.read_object(DEPLOYMENTS, NS, "podinfo")["spec"]["replicas"] == 3,
+        )
         await wait_phase(emulator, "podinfo", "Succeeded", timeout=30)
     validate_written(emulator)
 

@@ -193,7 +193,8 @@ def test_get_lists_the_namespace_and_all_namespaces(emu: ThreadedEmulator) -> No
     add_rollout(emu, "podinfo", phase="Progressing", canaryWeight=40, stepIndex=2, failedChecks=1)
     add_rollout(emu, "backend", phase="Succeeded")
     add_rollout(emu, "other", namespace="kube-system", phase="Failed", failedChecks=3, noDataChecks=2)
-    add_rollout(emu, "blue", resource=BLUEGREENS, spec={"targetRef": {"name": "blue"}}, phase="Initialized")
+    bluegreen = {"targetRef": {"kind": "Deployment", "name": "blue"}, "service": {"port": 80}}
+    add_rollout(emu, "blue", resource=BLUEGREENS, spec=bluegreen, phase="Initialized")
 
     result = invoke("get")
     assert result.exit_code == 0, result.output
@@ -268,7 +269,15 @@ def test_get_name_shows_progress_evidence_conditions_and_events(emu: ThreadedEmu
 
 
 def test_get_name_still_shows_an_unreadable_spec(emu: ThreadedEmulator) -> None:
-    add_rollout(emu, "blue", resource=BLUEGREENS, spec={"service": {"port": 80}}, phase="Failed", message="broken")
+    bluegreen = {"targetRef": {"kind": "Deployment", "name": "blue"}, "service": {"port": 80}}
+    add_rollout(emu, "blue", resource=BLUEGREENS, spec=bluegreen, phase="Failed", message="broken")
+
+    def lose_target_ref() -> None:  # stored under an older schema: the API server no longer admits it
+        stored = emu.emulator.store.get(emu.emulator.spec(BLUEGREENS), NS, "blue")
+        assert stored is not None
+        del stored["spec"]["targetRef"]
+
+    emu.call(lose_target_ref)
     result = invoke("get", "blue")
     assert result.exit_code == 0, result.output
     assert "spec not readable" in result.output and "broken" in result.output

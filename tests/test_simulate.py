@@ -133,6 +133,9 @@ def test_shared_incidents_do_not_roll_back_a_comparison_but_do_trip_thresholds(t
     assert compared["rolledBack"] <= 1  # both arms fail alike: the comparison cancels the incident out
     thresholds = _summary("-f", _canary(tmp_path, STEPS + SUCCESS_RATE), *incident)
     assert thresholds["rolledBack"] == 30  # the canary alone looks broken during the incident, twice
+    code, output = _simulate("-f", _canary(tmp_path, STEPS + SUCCESS_RATE), *incident)
+    assert code == 0, output
+    assert "30 × RolledBack: Rolling back shop failed checks threshold reached 2  (e.g. seed 0)" in output
 
 
 def test_metric_templates_are_reported_as_not_simulated() -> None:
@@ -177,10 +180,23 @@ def test_mirroring_sends_the_canary_copies_of_the_primarys_traffic(tmp_path: Pat
     assert "  0%  look pass" in output
 
 
+def test_blue_green_needs_a_load_tester_to_send_the_canary_traffic(tmp_path: Path) -> None:
+    canary = _canary(tmp_path, "    iterations: 4\n" + COMPARISON)
+    code, output = _simulate("-f", canary, "--rps", "100", "--max-duration", "5m")
+    assert code == 0, output
+    assert "look noData" in output and "Outcome: undecided" in output  # all traffic stays on the primary
+    code, output = _simulate("-f", canary, "--rps", "100", "--load-test-rps", "20")
+    counts = [int(n.replace(",", "")) for n in re.findall(r"n=([\d,]+)", output)]
+    assert len(counts) == 4 and 4 * 500 < counts[-1] < 4 * 700  # 20 rps for four 30 s looks
+    assert "Outcome: promoted" in output
+
+
 def test_arm_shares_follow_the_router() -> None:
     assert arm_shares(Routing(70, 30), 0.1) == (30.0, 70.0)
     assert arm_shares(Routing(100, 0, match_active=True), 0.25) == (25.0, 75.0)
     assert arm_shares(Routing(100, 0, mirror_weight=40), 0.1) == (40.0, 100.0)
+    assert arm_shares(Routing(90, 10, canary_up=True), 0.1, load_test_percent=5.0) == (15.0, 90.0)
+    assert arm_shares(Routing(100, 0, canary_up=False), 0.1, load_test_percent=5.0) == (0.0, 100.0)
 
 
 @pytest.mark.parametrize(
@@ -196,6 +212,7 @@ def test_arm_shares_follow_the_router() -> None:
         (["--latency-sigma", "0"], "--latency-sigma"),
         (["--canary-tail-fraction", "2"], "--canary-tail-fraction"),
         (["--match-fraction", "1.1"], "--match-fraction"),
+        (["--load-test-rps", "-1"], "--load-test-rps"),
         (["--runs", "0"], "--runs"),
     ],
 )

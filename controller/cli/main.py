@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from controller.cli import judge, run, simulate, validate
+from controller.cli import judge, run, sandbox, simulate, validate
 
 app = typer.Typer(
     name="coalmine",
@@ -23,5 +23,6 @@ def main() -> None:
 # Subcommand registrations (one line per module; keep sorted).
 app.command("judge")(judge.judge_command)
 app.command("run")(run.run_command)
+app.command("sandbox")(sandbox.sandbox_command)
 app.command("simulate")(simulate.simulate_command)
 app.command("validate")(validate.validate_command)

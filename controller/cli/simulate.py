@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Annotated, Any
 
 import typer
@@ -11,7 +12,7 @@ from analysis.synthetic import ArmBehaviour, Incident, TrafficModel
 from controller.cli.manifests import load_canary
 from controller.cli.timeline import print_timeline
 from controller.rollout.durations import DurationError, format_duration, parse_duration
-from controller.simulation import DriveOptions, simulate, simulated_spec, summarize, timeline_json
+from controller.simulation import ROLLED_BACK, DriveOptions, simulate, simulated_spec, summarize, timeline_json
 
 
 def _bad(flag: str, message: str) -> typer.BadParameter:
@@ -79,6 +80,9 @@ def simulate_command(
     match_fraction: Annotated[
         float, typer.Option(help="A/B: fraction of requests matching analysis.match (routed to the canary).")
     ] = 0.1,
+    load_test_rps: Annotated[
+        float, typer.Option(help="Requests per second a load tester sends straight to the canary while it runs.")
+    ] = 0.0,
 ) -> None:
     """Drive the real rollout engine and judge with a simulated clock and synthetic Poisson traffic.
 
@@ -114,8 +118,18 @@ def simulate_command(
         incidents=tuple(_incident(text) for text in incident or ()),
     )
     fraction = _probability(match_fraction, "--match-fraction")
+    if load_test_rps < 0:
+        raise _bad("--load-test-rps", f"must be ≥ 0 (got {load_test_rps:g})")
     runnable, dropped = simulated_spec(spec)
-    results = simulate(runnable, traffic, runs=runs, seed=seed, options=options, match_fraction=fraction)
+    results = simulate(
+        runnable,
+        traffic,
+        runs=runs,
+        seed=seed,
+        options=options,
+        match_fraction=fraction,
+        load_test_rps=load_test_rps,
+    )
     summary: dict[str, Any] = summarize(results)
     if as_json:
         summary["notSimulated"] = list(dropped)
@@ -135,3 +149,10 @@ def simulate_command(
         f"decision after median {_seconds(summary['medianDecisionSeconds'])}, "
         f"p90 {_seconds(summary['p90DecisionSeconds'])}"
     )
+    # Why the rollbacks happened (the Event reason: ComparisonRejected, RolledBack for failed checks, …), so a
+    # threshold that trips on noise is told apart from a comparison that caught a regression.
+    causes = Counter(r.reason.split(":", 1)[0] for r in results if r.result == ROLLED_BACK)
+    for cause, count in causes.most_common():
+        example = next(r for r in results if r.result == ROLLED_BACK and r.reason.startswith(cause))
+        text = example.reason if len(example.reason) <= 110 else example.reason[:109] + "…"
+        typer.echo(f"  {count:>5} × {text}  (e.g. seed {example.seed})")

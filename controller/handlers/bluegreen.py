@@ -16,7 +16,7 @@ import kopf
 from controller.handlers.canary import _target_key, _write, owner_conflict
 from controller.operator.context import OperatorContext
 from controller.operator.reconcile import reconcile
-from controller.operator.strategy import BLUEGREEN
+from controller.rollout.kinds import BLUEGREEN
 
 GROUP, VERSION, PLURAL = "coalmine.dev", "v1alpha1", "bluegreens"
 KIND = "BlueGreen"
@@ -76,7 +76,7 @@ def register(registry: kopf.OperatorRegistry, tick_seconds: float) -> None:
         started = time.monotonic()
         conflict = bluegreen_conflict(body, bluegreens_by_target, canaries_by_target)
         result = await reconcile(ctx, body, time.time(), conflict=conflict, strategy=BLUEGREEN)
-        _write(patch, result)
+        _write(patch, result, body.get("status") or {})
         meta = body.get("metadata") or {}
         status = {**dict(body.get("status") or {}), **(result.status_patch or {})}
         workload = (body.get("spec") or {}).get("targetRef", {}).get("name")
@@ -88,7 +88,7 @@ def register(registry: kopf.OperatorRegistry, tick_seconds: float) -> None:
         """Run ticks with ``deleting`` set until the engine releases the BlueGreen (``revertOnDeletion`` restores)."""
         ctx: OperatorContext = memo["ctx"]
         result = await reconcile(ctx, body, time.time(), strategy=BLUEGREEN)
-        _write(patch, result)
+        _write(patch, result, body.get("status") or {})
         if not result.released:
             raise kopf.TemporaryError("restoring the target before the BlueGreen goes", delay=ctx.config.tick_seconds)
         meta = body.get("metadata") or {}

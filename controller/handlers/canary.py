@@ -15,6 +15,8 @@ import kopf
 
 from controller.operator.context import OperatorContext
 from controller.operator.reconcile import TickResult, reconcile
+from controller.operator.specs import forget_spec
+from controller.rollout.kinds import CANARY
 
 GROUP, VERSION, PLURAL = "coalmine.dev", "v1alpha1", "canaries"
 KIND = "Canary"
@@ -76,6 +78,35 @@ def status_patch(current: Mapping[str, Any] | None, new: Mapping[str, Any]) -> d
     return patch
 
 
+STALE_TICKS_MAX = 3
+
+
+def body_is_current(ctx: OperatorContext, body: Mapping[str, Any]) -> bool:
+    """False while kopf's copy of the object does not yet show the status this process last wrote to it.
+
+    A tick decides from ``body``'s status. kopf's copy is refreshed by the watch stream; when the operator or the
+    API server is busy, the next tick can start before the previous tick's status write has come back, and would
+    then decide from the status *before* that write (repeating a step, or undoing it). Every status write gives the
+    object a new ``resourceVersion``, so "same resourceVersion as when we last wrote" means "our write not seen
+    yet": that tick is skipped. After a few skips the tick runs anyway, in case the write itself was lost.
+    """
+    meta = body.get("metadata") or {}
+    uid, version = str(meta.get("uid", "")), str(meta.get("resourceVersion", ""))
+    pending = ctx.pending_writes.get(uid)
+    if pending is not None and pending[0] == version and pending[1] < STALE_TICKS_MAX:
+        ctx.pending_writes[uid] = (version, pending[1] + 1)
+        return False
+    ctx.pending_writes.pop(uid, None)
+    return True
+
+
+def note_write(ctx: OperatorContext, body: Mapping[str, Any], patch: Mapping[str, Any]) -> None:
+    """Remember that this tick wrote a status computed from ``body`` (see :func:`body_is_current`)."""
+    if patch.get("status"):
+        meta = body.get("metadata") or {}
+        ctx.pending_writes[str(meta.get("uid", ""))] = (str(meta.get("resourceVersion", "")), 0)
+
+
 def _write(patch: kopf.Patch, result: TickResult, current: Mapping[str, Any] | None = None) -> None:
     """Put the tick's status into kopf's patch; pass ``current`` (the stored ``.status``) to replace maps exactly."""
     if result.status_patch is not None:
@@ -110,9 +141,12 @@ def register(registry: kopf.OperatorRegistry, tick_seconds: float) -> None:
         body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, canaries_by_target: Any, **_: Any
     ) -> None:
         ctx: OperatorContext = memo["ctx"]
+        if not body_is_current(ctx, body):
+            return
         started = time.monotonic()
         result = await reconcile(ctx, body, time.time(), conflict=owner_conflict(body, canaries_by_target))
         _write(patch, result, body.get("status") or {})
+        note_write(ctx, body, patch)
         meta = body.get("metadata") or {}
         status = {**dict(body.get("status") or {}), **(result.status_patch or {})}
         workload = (body.get("spec") or {}).get("targetRef", {}).get("name")
@@ -128,4 +162,6 @@ def register(registry: kopf.OperatorRegistry, tick_seconds: float) -> None:
         if not result.released:
             raise kopf.TemporaryError("restoring the target before the Canary goes", delay=ctx.config.tick_seconds)
         meta = body.get("metadata") or {}
+        ctx.pending_writes.pop(str(meta.get("uid", "")), None)
+        forget_spec(ctx, CANARY, body)
         ctx.metrics.forget(KIND, meta["name"], meta["namespace"])

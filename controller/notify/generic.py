@@ -28,4 +28,5 @@ def render_webhook(message: Notification, config: ProviderConfig) -> dict[str, A
         "severity": str(message.severity),
         "evidence": message.evidence,
         "commands": list(message.commands),
+        "id": message.key,  # one per transition: a receiver that has seen it may drop a redelivery
     }

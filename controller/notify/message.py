@@ -52,6 +52,7 @@ class Notification:
     image: str = ""
     evidence: str = ""
     commands: tuple[str, ...] = ()
+    key: str = ""  # the transition's dedup key: the same on a redelivery after an operator crash
 
     @property
     def target(self) -> str:

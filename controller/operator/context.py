@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
@@ -25,6 +26,8 @@ class OperatorConfig:
     ``tick_seconds`` is how often every Canary is looked at (its analysis interval decides when a look is due);
     ``metrics_server`` is the default Prometheus address, overridden by a Canary's ``spec.metricsServer`` and by a
     MetricTemplate's provider address; ``hook_secret`` signs webhook requests (HMAC-SHA256) when set.
+    ``worker_threads`` bounds the blocking calls (Kubernetes and Prometheus clients) in flight across all Canaries:
+    asyncio's default pool has only ``cpus + 4`` threads, which caps a few hundred Canaries' ticks at API latency.
     """
 
     tick_seconds: float = 2.0
@@ -35,6 +38,7 @@ class OperatorConfig:
     namespaces: tuple[str, ...] = ()
     kubernetes_timeout_s: float = 30.0
     instance: str = "coalmine"
+    worker_threads: int = 32
 
 
 @dataclass
@@ -47,6 +51,8 @@ class OperatorContext:
     alert_clients: ClientPool = field(default_factory=ClientPool)
     alert_stats: DeliveryStats = field(default_factory=DeliveryStats)
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
+    pending_writes: dict[str, tuple[str, int]] = field(default_factory=dict)  # uid → (resourceVersion, skips)
+    parsed_specs: dict[str, tuple[str, Any]] = field(default_factory=dict)  # see controller.operator.specs
     _providers: dict[tuple[str, str, bool], MetricProvider] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -23,13 +23,14 @@ from analysis.verdict import Verdict
 from controller.hooks import HookPayload, hook_phase, run_hooks
 from controller.kube.errors import KubeError
 from controller.operator.act import act
-from controller.operator.announce import announce, notifications_to_send, record_events
+from controller.operator.announce import announce, notifications_to_send, record_events, tick_origin
 from controller.operator.context import OperatorContext
 from controller.operator.gather import gather
 from controller.operator.looks import build_look
-from controller.operator.strategy import CANARY, Strategy
+from controller.operator.specs import parse_cached
 from controller.rollout.decision import Event, EventType, Reason
 from controller.rollout.invalid import invalid_status_patch, is_reported
+from controller.rollout.kinds import CANARY, Strategy
 from controller.rollout.observations import HookOutcome
 from controller.rollout.spec import CanarySpec, HookType
 from controller.rollout.status import CanaryStatus
@@ -65,7 +66,7 @@ async def reconcile(
     try:
         if conflict is not None:
             raise InvalidSpecError(())
-        typed = strategy.parse(canary)
+        typed = parse_cached(ctx, strategy, canary)
     except InvalidSpecError as error:
         message = conflict or "invalid spec: " + "; ".join(f"{p.path}: {p.message}" for p in error.problems)
         return await _refuse(ctx, canary, raw_status, message, generation, now)
@@ -92,8 +93,9 @@ async def reconcile(
         await asyncio.to_thread(record_events, ctx, canary, (failure,))
         return TickResult(None)
     sent = ((raw_status.get(NOTIFICATIONS_KEY) or {}).get("sentKeys")) or ()
-    notable, remembered = notifications_to_send(canary, decision.status, decision.events, sent)
-    await asyncio.to_thread(record_events, ctx, canary, decision.events)
+    origin = tick_origin(raw_status)  # the same for this tick repeated after a crash: no duplicate Event/message
+    notable, remembered = notifications_to_send(canary, decision.status, decision.events, sent, origin=origin)
+    await asyncio.to_thread(record_events, ctx, canary, decision.events, origin=origin)
     await announce(ctx, canary, spec, decision.status, gathered.target, decision.events, notable, verdict)
     patch = decision.status.to_dict()
     if remembered != tuple(sent):

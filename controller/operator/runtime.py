@@ -5,8 +5,10 @@ Shared by ``coalmine run`` and the integration tests, so tests exercise exactly 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -53,6 +55,19 @@ def configure_settings(
 def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     """A fresh registry with every Coalmine handler (never kopf's global one, so tests stay isolated)."""
     registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        """kopf's default login (the official client's kubeconfig/in-cluster credentials): a fresh registry has
+        none of kopf's fallback logins, and without one ``coalmine run`` cannot authenticate at all."""
+        return kopf.login_via_client(**kwargs)
+
+    @kopf.on.startup(registry=registry)
+    async def size_thread_pool(**_: Any) -> None:
+        """Blocking clients run in asyncio's default pool; size it for many Canaries (see ``worker_threads``)."""
+        pool = ThreadPoolExecutor(max_workers=config.worker_threads, thread_name_prefix="coalmine")
+        asyncio.get_running_loop().set_default_executor(pool)
+
     canary.register(registry, config.tick_seconds)
     bluegreen.register(registry, config.tick_seconds)
 
@@ -77,5 +92,7 @@ def kubernetes_configuration() -> k8s_client.Configuration:
 
 def build_context(config: OperatorConfig, configuration: k8s_client.Configuration) -> OperatorContext:
     """The per-process context with a Kubernetes client whose requests are bounded in time."""
+    # One pooled connection per worker thread; urllib3 would otherwise open and discard extra ones under load.
+    configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize or 0, config.worker_threads)
     api = KubeClient.from_configuration(configuration, timeout_s=config.kubernetes_timeout_s, instance=config.instance)
     return OperatorContext(config=config, api=api)

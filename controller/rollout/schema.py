@@ -30,7 +30,7 @@ class SchemaNotFoundError(RuntimeError):
 
 @cache
 def load_crd(kind: str) -> Mapping[str, Any]:
-    """Return the CustomResourceDefinition object for ``kind`` (``Canary``, ``MetricTemplate``, ``AlertProvider``, ``BlueGreen``)."""
+    """Return the CustomResourceDefinition object for ``kind`` (a key of :data:`CRD_FILES`)."""
     if kind not in CRD_FILES:
         raise KeyError(f"{kind!r} is not a Coalmine kind; known kinds: {', '.join(CRD_FILES)}")
     path = CRD_DIR / CRD_FILES[kind]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import reduce
 from typing import Any, Protocol
 
@@ -25,7 +25,7 @@ import numpy as np
 from analysis.judge import judge
 from analysis.samples import Look
 from analysis.verdict import Verdict
-from controller.rollout.decision import EventType, Initialize, PromotePrimary, SetWeights
+from controller.rollout.decision import EventType, Initialize, PromotePrimary, ScaleCanary, SetWeights
 from controller.rollout.durations import format_duration
 from controller.rollout.judging import policy_from_spec
 from controller.rollout.machine import plan, step
@@ -45,13 +45,15 @@ class Routing:
 
     ``match_active``: the A/B route sends requests matching ``analysis.match`` to the canary. ``mirror_weight``:
     that percent of the primary's requests is copied to the canary (the copies' responses are discarded, but the
-    canary serves them, so its metrics count them).
+    canary serves them, so its metrics count them). ``canary_up``: the canary Deployment is scaled up, so traffic
+    sent straight to its Service (a load tester) reaches it.
     """
 
     primary: int = 100
     canary: int = 0
     match_active: bool = False
     mirror_weight: int | None = None
+    canary_up: bool = False
 
 
 class LookSource(Protocol):
@@ -179,7 +181,11 @@ class _Run:
         decision = step(self.spec, self.status, observations, now)
         for action in decision.actions:
             if isinstance(action, SetWeights):
-                self.routing = Routing(action.primary, action.canary, action.match_active, action.mirror_weight)
+                self.routing = Routing(
+                    action.primary, action.canary, action.match_active, action.mirror_weight, self.routing.canary_up
+                )
+            elif isinstance(action, ScaleCanary):
+                self.routing = replace(self.routing, canary_up=action.up)
             elif isinstance(action, Initialize):
                 self.primary_revision = template
             elif isinstance(action, PromotePrimary):

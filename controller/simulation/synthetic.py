@@ -2,7 +2,8 @@
 
 Each tick's traffic is drawn by :class:`analysis.synthetic.TrafficGenerator` for both arms, split as the router
 would split it: by weight; with the A/B match route active, ``match_fraction`` of all requests go to the canary;
-with mirroring, the canary also serves copies of ``mirror_weight`` percent of the primary's requests. A look sums
+with mirroring, the canary also serves copies of ``mirror_weight`` percent of the primary's requests; and an optional
+load tester sends ``load_test_rps`` straight to the canary while it is scaled up (blue/green relies on one). A look sums
 the slices inside its window exactly as Prometheus' ``increase`` over disjoint windows would, and threshold metrics
 are computed from the same counters the way the built-in queries compute them: the canary's success rate over the
 metric's ``interval`` and its p99 by ``histogram_quantile`` interpolation.
@@ -40,8 +41,12 @@ def simulated_spec(spec: CanarySpec) -> tuple[CanarySpec, tuple[str, ...]]:
     return replace(spec, analysis=replace(spec.analysis, metrics=kept)), dropped
 
 
-def arm_shares(routing: Routing, match_fraction: float) -> tuple[float, float]:
-    """Percent of all requests the (canary, primary) serve under ``routing``; mirrored copies count for both."""
+def arm_shares(routing: Routing, match_fraction: float, load_test_percent: float = 0.0) -> tuple[float, float]:
+    """Percent of all requests the (canary, primary) serve under ``routing``; mirrored copies count for both.
+
+    ``load_test_percent``: requests sent straight to the canary's Service (Flagger's load tester) while the canary
+    is scaled up, as a percentage of the routed traffic; they bypass the router.
+    """
     if routing.match_active:
         matched = 100.0 * match_fraction
         canary, primary = matched, 100.0 - matched
@@ -49,6 +54,8 @@ def arm_shares(routing: Routing, match_fraction: float) -> tuple[float, float]:
         canary, primary = float(routing.canary), float(routing.primary)
     if routing.mirror_weight:
         canary += primary * routing.mirror_weight / 100.0
+    if routing.canary_up:
+        canary += load_test_percent
     return canary, primary
 
 
@@ -56,7 +63,14 @@ class SyntheticSource:
     """Synthetic traffic for one run (one seed); a :class:`~controller.simulation.driver.LookSource`."""
 
     def __init__(
-        self, spec: CanarySpec, traffic: TrafficModel, seed: int, *, origin: float, match_fraction: float = 0.1
+        self,
+        spec: CanarySpec,
+        traffic: TrafficModel,
+        seed: int,
+        *,
+        origin: float,
+        match_fraction: float = 0.1,
+        load_test_rps: float = 0.0,
     ) -> None:
         policy = policy_from_spec(spec)
         self.slow_ms = policy.latency.slow_threshold_ms if policy.latency else None
@@ -64,11 +78,12 @@ class SyntheticSource:
         self.generator = TrafficGenerator(traffic, np.random.default_rng(seed), extra_edges_ms=extra)
         self.origin = origin
         self.match_fraction = match_fraction
+        self.load_test_percent = 100.0 * load_test_rps / traffic.rps if traffic.rps > 0 else 0.0
         self.thresholds = {m.name: m.interval_s for m in spec.analysis.metrics if m.name in BUILTIN_METRICS}
         self.slices: list[_Slice] = []
 
     def advance(self, start: float, end: float, routing: Routing) -> None:
-        canary_share, primary_share = arm_shares(routing, self.match_fraction)
+        canary_share, primary_share = arm_shares(routing, self.match_fraction, self.load_test_percent)
         begin, finish = start - self.origin, end - self.origin
         canary = self.generator.slice("canary", begin, finish, canary_share)
         primary = self.generator.slice("primary", begin, finish, primary_share)
@@ -129,6 +144,7 @@ def simulate(
     seed: int = 0,
     options: DriveOptions | None = None,
     match_fraction: float = 0.1,
+    load_test_rps: float = 0.0,
 ) -> list[RunResult]:
     """Run ``runs`` independent seeded rollouts (seed, seed+1, …) of ``spec`` (see :func:`simulated_spec`).
 
@@ -138,7 +154,14 @@ def simulate(
     return [
         drive(
             spec,
-            SyntheticSource(spec, traffic, seed + index, origin=chosen.start, match_fraction=match_fraction),
+            SyntheticSource(
+                spec,
+                traffic,
+                seed + index,
+                origin=chosen.start,
+                match_fraction=match_fraction,
+                load_test_rps=load_test_rps,
+            ),
             chosen,
             seed + index,
         )

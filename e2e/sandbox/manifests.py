@@ -71,7 +71,8 @@ def deployment(namespace: str, name: str, release: Release) -> Object:
 
 def release_patch(release: Release) -> Object:
     """A strategic-merge-free way to release: replace the first container's image and env (a merge patch)."""
-    return deployment("", "", release)["spec"]["template"]["spec"]
+    pod_spec: Object = deployment("", "", release)["spec"]["template"]["spec"]
+    return pod_spec
 
 
 def canary(namespace: str, name: str, timing: Timing, *, alert_provider: str | None = None) -> Object:

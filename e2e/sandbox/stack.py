@@ -62,6 +62,7 @@ class Stack:
     namespace: str = "test"
     service: str = "podinfo"
     tick_s: float = 1.0
+    keep: bool = False  # keep the work directory (logs, kubeconfig, Prometheus data) after stopping
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="coalmine-sandbox-")))
     processes: dict[str, subprocess.Popen[str]] = field(default_factory=dict)
     prometheus: RunningPrometheus | None = None
@@ -216,7 +217,8 @@ class Stack:
                 self._cluster.api.close()
         if self._operator_log is not None:
             self._operator_log.close()
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if not self.keep:
+            shutil.rmtree(self.workdir, ignore_errors=True)
         with contextlib.suppress(Exception):
             atexit.unregister(self.down)
 

@@ -1,6 +1,7 @@
 {{/*
 The operator's permissions, in ONE place and independent of values on purpose: a test renders these helpers and
-compares them with the (verb, resource) pairs the operator was recorded calling against the emulated API server.
+compares them with the (verb, resource) pairs the operator was recorded calling against the emulated API server
+(tests/test_rbac_from_use.py): nothing missing, nothing extra.
 docs/install.md explains every rule. The templates in rbac.yaml only decide WHERE the rules are bound (ClusterRole
 in cluster mode, a Role per watched namespace in namespaced mode), never WHAT they grant.
 
@@ -13,34 +14,28 @@ copies.
 {{- define "coalmine.rbac.namespacedRules" -}}
 - apiGroups: ["coalmine.dev"]
   resources: ["canaries", "bluegreens"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 - apiGroups: ["coalmine.dev"]
   resources: ["canaries/status", "bluegreens/status"]
-  verbs: ["get", "patch"]
+  verbs: ["patch"]
 - apiGroups: ["coalmine.dev"]
   resources: ["canaries/finalizers", "bluegreens/finalizers"]
   verbs: ["update"]
 - apiGroups: ["coalmine.dev"]
   resources: ["metrictemplates", "alertproviders"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get"]
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "watch", "create", "update", "patch"]
-- apiGroups: [""]
-  resources: ["services"]
   verbs: ["get", "create", "update", "patch"]
 - apiGroups: [""]
-  resources: ["configmaps", "secrets"]
-  verbs: ["get", "create", "update", "patch"]
+  resources: ["services", "configmaps", "secrets"]
+  verbs: ["get", "create", "update"]
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
-  verbs: ["get", "create", "update", "patch"]
+  verbs: ["get", "create", "update"]
 - apiGroups: ["networking.istio.io"]
   resources: ["virtualservices", "destinationrules"]
-  verbs: ["get", "create", "update", "patch", "delete"]
-- apiGroups: [""]
-  resources: ["events"]
-  verbs: ["create"]
+  verbs: ["get", "create", "update", "delete"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create"]
@@ -50,26 +45,26 @@ copies.
 {{- define "coalmine.rbac.peeringRules" -}}
 - apiGroups: ["kopf.dev"]
   resources: ["kopfpeerings"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 {{- end -}}
 
 {{/* Cluster-scoped reads every mode needs: kopf discovers and re-scans the CRDs it serves. */}}
 {{- define "coalmine.rbac.discoveryRules" -}}
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 {{- end -}}
 
 {{/* Namespaced mode only: kopf lists namespaces to match --namespace names (else it warns and guesses). */}}
 {{- define "coalmine.rbac.namespaceRules" -}}
 - apiGroups: [""]
   resources: ["namespaces"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 {{- end -}}
 
 {{/* kopf's cluster-wide peering (HA in cluster mode). */}}
 {{- define "coalmine.rbac.clusterPeeringRules" -}}
 - apiGroups: ["kopf.dev"]
   resources: ["clusterkopfpeerings"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 {{- end -}}

@@ -1,0 +1,368 @@
+"""Benchmark: N Canaries progressing at once in ONE operator process — tick lag, look lag, RSS, CPU, query count.
+
+The emulated Kubernetes API and a scripted Prometheus run in a separate process (``--serve``), so their CPU is not
+counted against the operator's. The operator is the real one (``configure_settings``, ``build_registry``, kopf,
+the official client, prometheus-api-client) with the production tick (2 s) and 10 s analysis intervals. All N
+Canaries are initialised, then every target gets a new image at once and the benchmark measures while they
+progress:
+
+- **tick lag**: how late each Canary's tick starts against its schedule (kopf's sharp timer: one tick every
+  ``--tick`` seconds), p50/p99 over every tick of every Canary;
+- **look lag**: how late each look runs after it became due (the interval after the previous look); the tick period
+  bounds it from below (a look waits for the next tick), so the interesting part is what the operator adds;
+- RSS (resident now and peak) and CPU of the operator process (process time / wall time, in cores);
+- Prometheus queries per metric per look, counted at the responder: must be ≤ 1.
+
+    .venv/bin/python bench/scale.py                       # 100 and 500 Canaries, writes docs/benchmarks-scale.md
+    .venv/bin/python bench/scale.py --sizes 100,500,2000  # add 2,000 (takes several minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # the emulator and the scripted Prometheus live with the tests
+
+DOC = ROOT / "docs" / "benchmarks-scale.md"
+NS = "default"
+METRICS = ("request-success-rate", "requests", "errors")  # one threshold metric + the comparison's two signals
+
+
+# -- the API/Prometheus process ----------------------------------------------------------------------------------
+
+
+def serve(count: int) -> None:
+    """Serve the emulator and the scripted Prometheus; seed ``count`` Deployments and Canaries; obey stdin."""
+    from emulator import CoalmineEmulator, serving
+    from operator_harness import CANARIES, DEPLOYMENTS, Script, ScriptedPrometheus, canary, deployment
+
+    async def main() -> None:
+        emulator = CoalmineEmulator(request_log_limit=50)
+        analysis = {
+            "interval": "10s",
+            "stepWeight": 10,
+            "maxWeight": 50,
+            "threshold": 2,
+            "comparison": {"errorRate": {}, "minRequests": 100},
+        }
+        for index in range(count):
+            name = f"app-{index:04d}"
+            emulator.create_object(DEPLOYMENTS, deployment(name, f"{name}:1"), NS)
+            body = canary(name, analysis=analysis)
+            body["spec"]["progressDeadlineSeconds"] = 600
+            emulator.create_object(CANARIES, body, NS)
+        loop = asyncio.get_running_loop()
+        done = asyncio.Event()
+        with ScriptedPrometheus(Script()) as prometheus:
+            prometheus.record = False  # counts only: a list of every query would grow for the whole run
+            async with serving(emulator) as url:
+                print(json.dumps({"api": url, "prometheus": prometheus.url}), flush=True)
+
+                def commands() -> None:
+                    for line in sys.stdin:
+                        if line.strip() == "rollout":
+                            loop.call_soon_threadsafe(rollout, emulator, count)
+                    loop.call_soon_threadsafe(done.set)
+
+                threading.Thread(target=commands, daemon=True).start()
+                await done.wait()
+
+    def rollout(emulator: Any, how_many: int) -> None:
+        for index in range(how_many):
+            name = f"app-{index:04d}"
+            containers = emulator.read_object(DEPLOYMENTS, NS, name)["spec"]["template"]["spec"]["containers"]
+            patched = [{**containers[0], "image": f"{name}:2"}]
+            emulator.patch_object(DEPLOYMENTS, NS, name, {"spec": {"template": {"spec": {"containers": patched}}}})
+
+    asyncio.run(main())
+
+
+# -- measuring the operator --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Recorder:
+    """Tick times per Canary and look lags, filled by a wrapper around the tick."""
+
+    tick_s: float
+    interval_s: float
+    measuring: bool = False
+    last_tick: dict[str, float] = field(default_factory=dict)
+    tick_lags: list[float] = field(default_factory=list)
+    look_lags: list[float] = field(default_factory=list)
+    ticks: int = 0
+
+    def tick(self, name: str, started: float) -> None:
+        previous = self.last_tick.get(name)
+        self.last_tick[name] = started
+        if previous is None or not self.measuring:
+            return
+        self.ticks += 1
+        # Scheduled: one tick period after the previous tick started. A tick that overran its period delays the
+        # next one, and that delay counts: it is exactly how much later this Canary was looked at.
+        self.tick_lags.append(max(0.0, started - previous - self.tick_s))
+
+    def look(self, name: str, before: Mapping[str, Any], after: Mapping[str, Any], now: float) -> None:
+        from controller.rollout.status import parse_time
+
+        old, new = before.get("lastAnalysisTime"), after.get("lastAnalysisTime")
+        if not self.measuring or not old or not new or old == new:
+            return
+        due = float(parse_time(old) or 0.0) + self.interval_s
+        self.look_lags.append(max(0.0, now - due))
+
+
+def instrument(recorder: Recorder) -> None:
+    """Wrap the handler's ``reconcile`` to time every tick (the handler module looks it up at call time)."""
+    from controller.handlers import canary as handler_module
+
+    original = handler_module.reconcile
+
+    async def timed(ctx: Any, body: Any, now: float, **kwargs: Any) -> Any:
+        name = str(body["metadata"]["name"])
+        recorder.tick(name, time.monotonic())
+        result = await original(ctx, body, now, **kwargs)
+        if result.status_patch is not None:
+            recorder.look(name, dict(body.get("status") or {}), result.status_patch, time.time())
+        return result
+
+    handler_module.reconcile = timed  # type: ignore[assignment]
+
+
+def judged_looks(reader: Any) -> dict[str, int]:
+    """Looks the judge took per Canary, from its state in ``status.judge`` (one per look that read metrics)."""
+    from controller.kube.api import CANARIES
+
+    found: dict[str, int] = {}
+    for item in reader.list(CANARIES, NS):
+        judge = (item.get("status") or {}).get("judge") or {}
+        found[item["metadata"]["name"]] = int(((judge.get("error-rate") or {}).get("test") or {}).get("looks", 0))
+    return found
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process ``pid``."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        pages = int(statm.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+@dataclass(frozen=True)
+class Result:
+    canaries: int
+    init_s: float
+    tick_p50: float
+    tick_p99: float
+    look_p50: float
+    look_p99: float
+    baseline_rss_mb: float
+    rss_mb: float
+    peak_rss_mb: float
+    cpu_cores: float
+    ticks_per_s: float
+    looks: int
+    queries_per_metric_look: float
+    max_extra_queries: int
+    api_cpu_cores: float
+    phases: dict[str, int]
+
+
+async def measure(count: int, tick_s: float, interval_s: float, duration_s: float) -> Result:
+    import kubernetes.client
+    from emulator import running_operator
+
+    from controller.kube.client import KubeClient
+    from controller.operator.context import OperatorConfig
+    from controller.operator.runtime import build_context, build_registry, configure_settings
+
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(count)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None and server.stdin is not None
+        urls = json.loads(await asyncio.to_thread(server.stdout.readline))
+
+        class Emulator:  # what running_operator needs from the emulator: its URL
+            url = urls["api"]
+
+            async def wait_for_watch(self, resource: str, *, timeout: float) -> None:
+                return None
+
+        config = OperatorConfig(tick_seconds=tick_s, metrics_server=urls["prometheus"], namespaces=(NS,))
+        ctx = build_context(config, kubernetes.client.Configuration(host=urls["api"]))
+        settings = __import__("kopf").OperatorSettings()
+        configure_settings(settings)
+        settings.posting.enabled = False
+        recorder = Recorder(tick_s=tick_s, interval_s=interval_s)
+        instrument(recorder)
+        reader = KubeClient.from_configuration(kubernetes.client.Configuration(host=urls["api"]))
+
+        def phases() -> dict[str, int]:
+            from controller.kube.api import CANARIES
+
+            counted: dict[str, int] = {}
+            for item in reader.list(CANARIES, NS):
+                phase = str((item.get("status") or {}).get("phase", "-"))
+                counted[phase] = counted.get(phase, 0) + 1
+            return counted
+
+        baseline = rss_mb()  # interpreter, kopf, kubernetes, numpy/scipy: before any Canary is seen
+        started = time.monotonic()
+        async with running_operator(
+            Emulator(),  # type: ignore[arg-type]
+            registry=build_registry(config),
+            settings=settings,
+            memo={"ctx": ctx},
+            startup_timeout=120,
+            shutdown_timeout=30,
+        ):
+            while (await asyncio.to_thread(phases)).get("Initialized", 0) < count:
+                if time.monotonic() - started > 600:
+                    raise RuntimeError(f"initialisation of {count} canaries took more than 10 minutes")
+                await asyncio.sleep(1.0)
+            init_s = time.monotonic() - started
+            server.stdin.write("rollout\n")
+            server.stdin.flush()
+            await asyncio.sleep(2 * tick_s)  # let the new revisions be picked up
+            recorder.measuring = True
+            cpu0, wall0, api_cpu0 = time.process_time(), time.monotonic(), process_cpu(server.pid)
+            rss_samples = []
+            while time.monotonic() - wall0 < duration_s:
+                await asyncio.sleep(1.0)
+                rss_samples.append(rss_mb())
+            cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+            api_cpu = process_cpu(server.pid) - api_cpu0
+            recorder.measuring = False
+            with urllib_open(urls["prometheus"] + "/-/stats") as response:  # queries first, then the looks
+                queries: dict[str, int] = json.loads(response.read())
+            looks = await asyncio.to_thread(judged_looks, reader)
+            final = await asyncio.to_thread(phases)
+    finally:
+        if server.stdin is not None:
+            with contextlib.suppress(BrokenPipeError):
+                server.stdin.close()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    # A look whose queries were sent but whose status was not written yet (in flight when counted) makes a
+    # Canary's count one higher than its looks; more than one extra query per metric would be a real repeat.
+    sent = sum(number for key, number in queries.items() if key.split("|")[1] in METRICS)
+    repeats = max(
+        (number - looks.get(key.split("|")[0], 0) for key, number in queries.items() if key.split("|")[1] in METRICS),
+        default=0,
+    )
+    return Result(
+        canaries=count,
+        init_s=init_s,
+        tick_p50=percentile(recorder.tick_lags, 0.5),
+        tick_p99=percentile(recorder.tick_lags, 0.99),
+        look_p50=percentile(recorder.look_lags, 0.5),
+        look_p99=percentile(recorder.look_lags, 0.99),
+        baseline_rss_mb=baseline,
+        rss_mb=statistics.fmean(rss_samples[-5:]),
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        cpu_cores=cpu / wall,
+        ticks_per_s=recorder.ticks / wall,
+        looks=sum(looks.values()),
+        queries_per_metric_look=sent / max(1, len(METRICS) * sum(looks.values())),
+        max_extra_queries=repeats,
+        api_cpu_cores=api_cpu / wall,
+        phases=final,
+    )
+
+
+def urllib_open(url: str) -> Any:
+    import urllib.request
+
+    return urllib.request.urlopen(url, timeout=10)
+
+
+# -- report ------------------------------------------------------------------------------------------------------
+
+
+def table(results: list[Result], tick_s: float, interval_s: float, duration_s: float) -> str:
+    lines = [
+        f"Tick {tick_s:g} s, analysis interval {interval_s:g} s, measured for {duration_s:g} s while every Canary "
+        "progresses (one threshold metric and the error-rate comparison: 3 Prometheus queries per look).",
+        "",
+        "| Canaries | init (s) | tick lag p50 / p99 (s) | look lag p50 / p99 (s) | RSS: idle / running / peak (MB) "
+        "| operator CPU (cores) | API CPU (cores) | ticks/s (wanted) | looks | queries per metric per look "
+        "(max extra) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.canaries:,} | {r.init_s:.0f} | {r.tick_p50:.2f} / {r.tick_p99:.2f} | {r.look_p50:.2f} / "
+            f"{r.look_p99:.2f} | {r.baseline_rss_mb:.0f} / {r.rss_mb:.0f} / {r.peak_rss_mb:.0f} | "
+            f"{r.cpu_cores:.2f} | {r.api_cpu_cores:.2f} | {r.ticks_per_s:.0f} ({r.canaries / tick_s:.0f}) | "
+            f"{r.looks:,} | {r.queries_per_metric_look:.2f} ({r.max_extra_queries}) |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="100,500", help="comma-separated Canary counts")
+    parser.add_argument("--tick", type=float, default=2.0, help="operator tick in seconds (production default 2)")
+    parser.add_argument("--interval", type=float, default=10.0, help="analysis interval in seconds (fixed at 10)")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds to measure while progressing")
+    parser.add_argument("--no-write", action="store_true", help=f"do not rewrite {DOC.relative_to(ROOT)}")
+    parser.add_argument("--section", default="tick-2s", help="which results block of the doc to replace")
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve is not None:
+        serve(args.serve)
+        return
+    logging.basicConfig(level=logging.ERROR)
+    results = []
+    for size in (int(s) for s in args.sizes.split(",")):
+        result = asyncio.run(measure(size, args.tick, args.interval, args.duration))
+        print(table([result], args.tick, args.interval, args.duration).splitlines()[-1], "phases:", result.phases)
+        results.append(result)
+    report = table(results, args.tick, args.interval, args.duration)
+    print(report)
+    if not args.no_write:
+        text = DOC.read_text() if DOC.exists() else "# Scale benchmark\n"
+        marker, end = f"<!-- results:{args.section} -->", f"<!-- /results:{args.section} -->"
+        if marker in text:
+            head, _, rest = text.partition(marker)
+            DOC.write_text(f"{head}{marker}\n{report}\n{end}{rest.partition(end)[2]}")
+        else:
+            DOC.write_text(f"{text.rstrip()}\n\n{marker}\n{report}\n{end}\n")
+
+
+if __name__ == "__main__":
+    main()

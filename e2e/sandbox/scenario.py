@@ -1,0 +1,218 @@
+"""The sandbox scenario: one healthy release promoted, one faulty release rolled back, watched and drawn.
+
+``python -m e2e.sandbox`` / ``coalmine sandbox`` / ``make demo``. Steps:
+
+1. bring up the stack (:class:`e2e.sandbox.stack.Stack`): emulated API, workload stand-in, router, Prometheus,
+   the real operator, and a bounded load generator (``rps`` requests per second);
+2. apply the ``podinfo`` Deployment (0.5 % errors, 50 ms) and its Canary; wait for ``Initialized``;
+3. release a healthy version (same error rate) and wait for ``Succeeded``;
+4. release a faulty one (``ERROR_RATE=0.1``) and wait for ``Failed``;
+5. draw the PNG (:mod:`e2e.sandbox.chart`) and print a summary: each release's outcome, decision time and reason.
+
+A live view runs meanwhile: the plugin's ``kubectl coalmine get -w`` when stdout is a terminal, else one line per
+change. Everything is stopped and the temporary directory removed on exit, error, Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from controller.kube.api import CANARIES, DEPLOYMENTS
+from e2e.sandbox import manifests, procs
+from e2e.sandbox.chart import draw
+from e2e.sandbox.observe import Sample, Sampler, error_rates
+from e2e.sandbox.stack import Stack
+
+TERMINAL = ("Succeeded", "Failed")
+BANNER = """\
+Coalmine sandbox: an emulated Kubernetes API and a stand-in data plane (router, workload, backends) on 127.0.0.1.
+The operator, the judge, the HTTP traffic and Prometheus are real. Nothing leaves this machine."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the command line chose."""
+
+    output: Path | None = None
+    quick: bool = False
+    rps: float = 40.0
+    live: bool | None = None  # None: the plugin's live view when stdout is a terminal
+    keep: bool = False  # keep the work directory with every process's log
+    echo: Callable[[str], None] = print
+
+    @property
+    def timing(self) -> manifests.Timing:
+        if self.quick:
+            return manifests.Timing(interval_s=3, metric_interval_s=10, min_requests=20)
+        return manifests.Timing(interval_s=6, metric_interval_s=15)
+
+    @property
+    def deadline_s(self) -> float:
+        """The longest one rollout may take before the sandbox gives up on it."""
+        return 90.0 if self.quick else 150.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one release ended."""
+
+    release: manifests.Release
+    phase: str
+    decided_after_s: float
+    reason: str
+
+    @property
+    def as_expected(self) -> bool:
+        return self.phase == self.release.expect
+
+
+@dataclass
+class Result:
+    """The scenario's record (mutable while it runs)."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    picture: Path | None = None
+    samples: list[Sample] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return len(self.outcomes) == len(RELEASES) and all(o.as_expected for o in self.outcomes)
+
+
+BASELINE = manifests.Release("6.7.0", 0.005)
+RELEASES = (manifests.Release("6.7.1", 0.005, expect="Succeeded"), manifests.Release("6.7.2", 0.1, expect="Failed"))
+
+
+def default_output() -> Path:
+    return Path("out") / f"sandbox-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}.png"
+
+
+def plugin_command(*args: str) -> list[str]:
+    script = Path(sys.executable).with_name("kubectl-coalmine")
+    if script.is_file():
+        return [str(script), *args]
+    return [sys.executable, "-c", "from controller.cli.plugin import app; app()", *args]
+
+
+def wait_for_phase(
+    sampler: Sampler, phases: tuple[str, ...], timeout_s: float, *, after: float, on_change: Callable[[Sample], None]
+) -> Sample | None:
+    """The first sample taken after ``after`` whose phase is one of ``phases`` (None on timeout)."""
+    deadline = time.monotonic() + timeout_s
+    seen = len(sampler.samples)
+    while time.monotonic() < deadline:
+        fresh = sampler.samples[seen:]
+        seen += len(fresh)
+        for sample in fresh:
+            on_change(sample)
+            if sample.t >= after and sample.phase in phases:
+                return sample
+        time.sleep(0.1)
+    return None
+
+
+class LineView:
+    """The live view without a terminal: one line whenever phase, weight or message changes."""
+
+    def __init__(self, echo: Callable[[str], None]) -> None:
+        self.echo = echo
+        self.last: tuple[str, int | None, str] | None = None
+
+    def __call__(self, sample: Sample) -> None:
+        key = (sample.phase, sample.mesh_weight, sample.message)
+        if key != self.last and sample.phase:
+            self.last = key
+            self.echo(f"  [{sample.t:6.1f}s] {sample.phase:<12} weight {sample.mesh_weight or 0:>3}%  {sample.message}")
+
+
+def run(options: Options) -> Result:
+    """Run the scenario (see the module docstring); the caller prints the summary from the result."""
+    echo = options.echo
+    result = Result()
+    timing = options.timing
+    echo(BANNER)
+    stack = Stack(keep=options.keep)
+    live: subprocess.Popen[str] | None = None
+    sampler: Sampler | None = None
+    try:
+        echo("Starting the emulated API, workload stand-in, router, Prometheus and the operator …")
+        stack.up()
+        echo(f"  work dir {stack.workdir}; Prometheus {stack.prometheus_url}; router http://{stack.router_address}")
+        epoch_zero = time.time()
+        api, ns, name = stack.cluster.api, stack.namespace, stack.service
+        sampler = Sampler(api, ns, name).start()
+        budget = 30 + options.deadline_s * len(RELEASES)
+        stack.start_load(options.rps, budget)
+        use_plugin = sys.stdout.isatty() if options.live is None else options.live
+        if use_plugin:
+            live = subprocess.Popen(
+                plugin_command("get", "-w", "-n", ns, "--kubeconfig", str(stack.kubeconfig)),
+                env=stack.env(),
+                stdin=subprocess.DEVNULL,
+                text=True,
+                preexec_fn=procs.die_with_parent,
+            )
+        view: Callable[[Sample], None] = (lambda _sample: None) if use_plugin else LineView(echo)
+        api.create(DEPLOYMENTS, ns, manifests.deployment(ns, name, BASELINE))
+        api.create(CANARIES, ns, manifests.canary(ns, name, timing))
+        echo(f"Applied Deployment {name} ({BASELINE.version}, 0.5 % errors) and its Canary; waiting for Initialized")
+        if wait_for_phase(sampler, ("Initialized",), 60, after=0, on_change=view) is None:
+            raise RuntimeError("the Canary was not initialised within 60 s; run with --keep and read operator.log")
+        releases: list[tuple[float, str]] = []
+        for release in RELEASES:
+            echo(f"Releasing {release.version} with ERROR_RATE={release.error_rate:g} (expect {release.expect})")
+            released_at = sampler.now()
+            releases.append((released_at, release.version))
+            api.patch(DEPLOYMENTS, ns, name, {"spec": {"template": {"spec": manifests.release_patch(release)}}})
+            # the operator needs a tick to notice the new revision: wait for a phase that is not the old terminal one
+            began = wait_for_phase(sampler, ("Progressing",), 30, after=released_at, on_change=view)
+            ended = (
+                wait_for_phase(sampler, TERMINAL, options.deadline_s, after=began.t, on_change=view)
+                if began is not None
+                else None
+            )
+            if ended is None:
+                last = sampler.latest()
+                result.outcomes.append(
+                    Outcome(release, "Timeout", options.deadline_s, last.message if last else "no status")
+                )
+                break
+            result.outcomes.append(Outcome(release, ended.phase, ended.t - released_at, ended.message))
+        sampler.stop()
+        result.samples = list(sampler.samples)
+        if live is not None:
+            procs.stop(live)
+            live = None
+        rates = error_rates(stack.prometheus_url, ns, epoch_zero - 5, time.time())
+        output = options.output or default_output()
+        title = "Coalmine sandbox: a healthy release, then a faulty one"
+        result.picture = draw(output, result.samples, rates, releases, epoch_zero=epoch_zero, title=title)
+    finally:
+        if sampler is not None:
+            sampler.stop()
+        if live is not None:
+            procs.stop(live)
+        stack.down()
+        if options.keep:
+            echo(f"Logs kept in {stack.workdir}")
+    return result
+
+
+def summary(result: Result) -> list[str]:
+    """The closing lines: one per release, then where the picture is."""
+    lines = ["", "Summary:"]
+    for outcome in result.outcomes:
+        mark = "as expected" if outcome.as_expected else f"EXPECTED {outcome.release.expect}"
+        lines.append(
+            f"  {outcome.release.version} (ERROR_RATE={outcome.release.error_rate:g}): {outcome.phase} after "
+            f"{outcome.decided_after_s:.0f} s ({mark}) — {outcome.reason}"
+        )
+    if result.picture is not None:
+        lines.append(f"Picture: {result.picture}")
+    return lines
