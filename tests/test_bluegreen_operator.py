@@ -21,7 +21,6 @@ from operator_harness import (
     SUCCESS_RATE,
     VIRTUAL_SERVICES,
     History,
-    OperatorRun,
     QueryKind,
     ScriptedPrometheus,
     deployment,
@@ -35,6 +34,7 @@ from operator_harness import (
     wait_for,
 )
 
+from controller.handlers.bluegreen import bluegreen_conflict
 from controller.rollout.phases import ManualAction
 from controller.rollout.request_codec import REQUEST_ANNOTATION, encode_request
 
@@ -230,17 +230,14 @@ async def test_operator_restart_mid_switch_resumes_without_flipping_traffic(
     emulator: CoalmineEmulator, prom: ScriptedPrometheus, history: History
 ) -> None:
     setup(emulator, postPromotionAnalysis={"iterations": 3})
-    run = OperatorRun(emulator, test_config(prom))
-    await run.start()
-    try:
+    async with operator(emulator, test_config(prom)):
         await wait_phase(emulator, "Initialized")
         new_image(emulator, NAME, f"{NAME}:2")
         before = await wait_phase(emulator, "Promoting", timeout=30)
-        await run.restart()
+    # The operator is gone with all traffic on green; a new process (nothing shared but the cluster) takes over.
+    assert vs_weights(emulator.read_object(VIRTUAL_SERVICES, NS, NAME)) == (0, 100)
+    async with operator(emulator, test_config(prom)):
         await wait_phase(emulator, "Succeeded", timeout=30)
-    finally:
-        await run.stop()
-    assert run.starts == 2
     assert routes(history) == [(100, 0, None), (100, 0, 50.0), (0, 100, None), (100, 0, None)]
     assert phases(history) == ["Initializing", "Initialized", "Progressing", "Promoting", "Finalising", "Succeeded"]
     promoting = [
@@ -248,3 +245,17 @@ async def test_operator_restart_mid_switch_resumes_without_flipping_traffic(
     ]
     assert promoting[0]["lastTransitionTime"] == before["lastTransitionTime"]
     assert all(s["lastTransitionTime"] == before["lastTransitionTime"] for s in promoting), "no second switch"
+
+
+def test_one_deployment_has_one_owner_and_a_canary_wins() -> None:
+    """The handler's refusal message (shown in the BlueGreen's Ready condition) names who owns the target."""
+    body = {"metadata": {"name": "b", "namespace": NS, "creationTimestamp": "2026-01-02T00:00:00Z"}}
+    body["spec"] = {"targetRef": {"name": NAME}}
+    key = (NS, NAME)
+    assert bluegreen_conflict(body, {key: [("2026-01-02T00:00:00Z", "b")]}, {}) is None
+    by_canary = bluegreen_conflict(body, {key: [("2026-01-02T00:00:00Z", "b")]}, {key: [("2026-01-03", "c")]})
+    assert by_canary is not None and "already managed by Canary c" in by_canary
+    older = [("2026-01-01T00:00:00Z", "a"), ("2026-01-02T00:00:00Z", "b")]
+    by_bluegreen = bluegreen_conflict(body, {key: older}, {})
+    assert by_bluegreen is not None and "already managed by BlueGreen a" in by_bluegreen
+    assert "one Canary or BlueGreen" in by_bluegreen

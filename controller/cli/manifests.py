@@ -1,4 +1,4 @@
-"""Reading a Canary from a manifest file for the offline commands (``simulate``, ``judge``)."""
+"""Reading a Canary (or a BlueGreen) from a manifest file for the offline commands (``simulate``, ``judge``)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ from typing import Any
 import typer
 import yaml
 
+from controller.rollout.kinds import BLUEGREEN, CANARY, Strategy
 from controller.rollout.spec import CanarySpec
 from controller.rollout.validation import InvalidSpecError, parse_valid_canary
+
+_KINDS: dict[str, Strategy[Any]] = {CANARY.kind: CANARY, BLUEGREEN.kind: BLUEGREEN}
 
 
 def load_canary(path: str, name: str | None = None) -> tuple[dict[str, Any], CanarySpec]:
@@ -18,6 +21,32 @@ def load_canary(path: str, name: str | None = None) -> tuple[dict[str, Any], Can
 
     A file may hold several documents (a Deployment next to its Canary): other kinds are skipped.
     """
+    document = _find(path, name, ("Canary",))
+    try:
+        return document, parse_valid_canary(document)
+    except InvalidSpecError as error:
+        _report(path, document, error)
+        raise typer.Exit(1) from error
+
+
+def load_rollout(path: str, name: str | None = None) -> tuple[dict[str, Any], Strategy[Any], Any]:
+    """The first (or the named) Canary or BlueGreen in ``path``, validated: the document, its kind and its spec."""
+    document = _find(path, name, tuple(_KINDS))
+    kind = _KINDS[str(document["kind"])]
+    try:
+        return document, kind, kind.parse(document)
+    except InvalidSpecError as error:
+        _report(path, document, error)
+        raise typer.Exit(1) from error
+
+
+def _report(path: str, document: dict[str, Any], error: InvalidSpecError) -> None:
+    label = f"{document.get('kind')}/{(document.get('metadata') or {}).get('name', '?')}"
+    for problem in error.problems:
+        typer.echo(f"{path}: {label}: {problem.path}: {problem.message}", err=True)
+
+
+def _find(path: str, name: str | None, kinds: tuple[str, ...]) -> dict[str, Any]:
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text()
     except OSError as error:
@@ -30,18 +59,12 @@ def load_canary(path: str, name: str | None = None) -> tuple[dict[str, Any], Can
         where = f" at line {mark.line + 1}" if mark is not None else ""
         typer.echo(f"{path}: invalid YAML{where}: {getattr(error, 'problem', error)}", err=True)
         raise typer.Exit(1) from error
-    canaries = [doc for doc in documents if doc.get("kind") == "Canary"]
+    canaries = [doc for doc in documents if doc.get("kind") in kinds]
     if name is not None:
         canaries = [doc for doc in canaries if (doc.get("metadata") or {}).get("name") == name]
     if not canaries:
-        wanted = f"a Canary named {name!r}" if name else "a Canary"
+        what = " or ".join(kinds)
+        wanted = f"{what} named {name!r}" if name else what
         typer.echo(f"{path}: no {wanted} in this file", err=True)
         raise typer.Exit(1)
-    document = canaries[0]
-    try:
-        return document, parse_valid_canary(document)
-    except InvalidSpecError as error:
-        label = f"Canary/{(document.get('metadata') or {}).get('name', '?')}"
-        for problem in error.problems:
-            typer.echo(f"{path}: {label}: {problem.path}: {problem.message}", err=True)
-        raise typer.Exit(1) from error
+    return canaries[0]

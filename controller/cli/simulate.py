@@ -1,4 +1,5 @@
-"""``coalmine simulate``: try a Canary's analysis settings on synthetic traffic before a real release does."""
+"""``coalmine simulate``: try a Canary's (or a BlueGreen's) analysis settings on synthetic traffic before a real
+release does."""
 
 from __future__ import annotations
 
@@ -9,10 +10,19 @@ from typing import Annotated, Any
 import typer
 
 from analysis.synthetic import ArmBehaviour, Incident, TrafficModel
-from controller.cli.manifests import load_canary
+from controller.cli.manifests import load_rollout
 from controller.cli.timeline import print_timeline
 from controller.rollout.durations import DurationError, format_duration, parse_duration
-from controller.simulation import ROLLED_BACK, DriveOptions, simulate, simulated_spec, summarize, timeline_json
+from controller.rollout.kinds import BLUEGREEN
+from controller.simulation import (
+    ROLLED_BACK,
+    DriveOptions,
+    simulate,
+    simulated_bluegreen,
+    simulated_spec,
+    summarize,
+    timeline_json,
+)
 
 
 def _bad(flag: str, message: str) -> typer.BadParameter:
@@ -54,8 +64,8 @@ def _seconds(value: object) -> str:
 
 
 def simulate_command(
-    file: Annotated[str, typer.Option("-f", "--file", help="Canary manifest (YAML; '-' for stdin).")],
-    name: Annotated[str | None, typer.Option("--name", help="Which Canary, if the file holds several.")] = None,
+    file: Annotated[str, typer.Option("-f", "--file", help="Canary or BlueGreen manifest (YAML; '-' for stdin).")],
+    name: Annotated[str | None, typer.Option("--name", help="Which rollout, if the file holds several.")] = None,
     runs: Annotated[int, typer.Option(min=1, help="Independent seeded rollouts to run.")] = 1,
     seed: Annotated[int, typer.Option(help="Seed of the first run (run i uses seed+i).")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the machine-readable summary.")] = False,
@@ -87,9 +97,10 @@ def simulate_command(
     """Drive the real rollout engine and judge with a simulated clock and synthetic Poisson traffic.
 
     One run prints a timeline; --runs N reports how often the settings promote or roll back, and how fast.
-    Webhooks are taken as passing; MetricTemplate metrics are not simulated (reported and left out).
+    Webhooks are taken as passing; MetricTemplate metrics are not simulated (reported and left out). A BlueGreen's
+    green is the canary arm: it gets mirrored or matched traffic (or only --load-test-rps) until the switch.
     """
-    _, spec = load_canary(file, name)
+    _, kind, spec = load_rollout(file, name)
     options = DriveOptions(
         max_duration_s=_positive(_duration(max_duration, "--max-duration"), "--max-duration"),
         approval_delay_s=_duration(manual_approval_delay, "--manual-approval-delay"),
@@ -120,7 +131,7 @@ def simulate_command(
     fraction = _probability(match_fraction, "--match-fraction")
     if load_test_rps < 0:
         raise _bad("--load-test-rps", f"must be ≥ 0 (got {load_test_rps:g})")
-    runnable, dropped = simulated_spec(spec)
+    runnable, dropped = simulated_bluegreen(spec) if kind is BLUEGREEN else simulated_spec(spec)
     results = simulate(
         runnable,
         traffic,
@@ -129,6 +140,7 @@ def simulate_command(
         options=options,
         match_fraction=fraction,
         load_test_rps=load_test_rps,
+        kind=kind,
     )
     summary: dict[str, Any] = summarize(results)
     if as_json:

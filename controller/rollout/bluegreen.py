@@ -10,6 +10,9 @@ WaitingPromotion = analysis passed, waiting for ``autoPromotion.afterSeconds`` o
 green, post-promotion analysis, then blue takes green's spec; Finalising = traffic back on blue, green kept up for
 ``scaleDownDelaySeconds``; Succeeded. Blue's pods are never touched before the post-promotion analysis passed, so
 any failure until then is one VirtualService write away from safety (``SetWeights(100, 0)``).
+
+The in-flight phase rules live in :mod:`~controller.rollout.bluegreen_phases`; this module handles new revisions,
+deletion, the routes every tick must hold, and reuses the Canary's initialization, deadline and steady rules.
 """
 
 from __future__ import annotations
@@ -17,22 +20,21 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from analysis.policy import JudgePolicy
-from analysis.verdict import Outcome, Verdict
-from controller.rollout.bluegreen_requests import _POST_GATE, MANUAL_SWITCH, handle_bluegreen_request
+from controller.rollout.bluegreen_phases import (
+    GATE_POST_PROMOTION,
+    GATE_PREVIEW,
+    ON,
+    finalising,
+    post_promotion_running,
+    pre_promotion,
+    promoting,
+    waiting_promotion,
+)
+from controller.rollout.bluegreen_requests import handle_bluegreen_request
 from controller.rollout.bluegreen_spec import BlueGreenSpec
 from controller.rollout.conditions import derive_conditions
-from controller.rollout.decision import (
-    Decision,
-    PromotePrimary,
-    Reason,
-    ReleaseFinalizer,
-    RestoreOnDelete,
-    ScaleCanary,
-    SetWeights,
-)
-from controller.rollout.durations import format_duration
+from controller.rollout.decision import Decision, Reason, ReleaseFinalizer, RestoreOnDelete, SetWeights
 from controller.rollout.judging import policy_from_spec
-from controller.rollout.looks import _failed_check, _hook_failed
 from controller.rollout.machine import (
     DEADLINE_PHASES,
     Probes,
@@ -46,8 +48,6 @@ from controller.rollout.moves import (
     APPROVED,
     GATE_CONFIRM_PROMOTION,
     GATE_POST_ROLLOUT,
-    GATE_PRE_ROLLOUT,
-    PASSED,
     PENDING,
     effective_deadline,
     has_hooks,
@@ -60,24 +60,7 @@ from controller.rollout.observations import Observations
 from controller.rollout.phases import Hold, Phase, is_human_hold
 from controller.rollout.spec import HookType
 from controller.rollout.status import CanaryStatus
-from controller.rollout.tick import Tick, rollback, start_progressing
-
-GATE_PREVIEW = "bluegreen/preview"
-"""Set once green is ready and the first look passed: the preview routes (mirror, match) are on."""
-GATE_POST_PROMOTION = _POST_GATE
-"""Set when the post-promotion analysis passed and blue is being given green's spec."""
-ON = "on"
-
-_SEVERITY = {Outcome.PASS: 0, Outcome.NO_DATA: 1, Outcome.FAIL: 2, Outcome.REJECTED: 3}
-
-
-def post_promotion_running(spec: BlueGreenSpec, status: CanaryStatus) -> bool:
-    """All traffic is on green and its post-promotion analysis still runs (blue untouched)."""
-    return (
-        status.phase is Phase.PROMOTING
-        and spec.post_promotion is not None
-        and status.gates.get(GATE_POST_PROMOTION) != PASSED
-    )
+from controller.rollout.tick import Tick, start_progressing
 
 
 def _looking(spec: BlueGreenSpec, status: CanaryStatus) -> bool:
@@ -199,278 +182,6 @@ def _new_revision(tick: Tick, spec: BlueGreenSpec) -> None:
         )
 
 
-def _green_ready(tick: Tick) -> bool:
-    threshold = tick.spec.analysis.canary_ready_threshold
-    ready = tick.obs.canary_ready_percent
-    if ready < threshold:
-        tick.hold(
-            Hold.CANARY_NOT_READY,
-            f"Waiting for green {tick.target} to become ready ({ready:g}% < {threshold}%)",
-            Reason.WAITING,
-        )
-        return False
-    if tick.status.hold is Hold.CANARY_NOT_READY:
-        tick.update(hold=None)
-    return True
-
-
-def _look(tick: Tick) -> tuple[bool, Verdict | None]:
-    """Run the due look: (passed, verdict). A look that did not pass has already acted (hold, check, rollback)."""
-    spec, obs = tick.spec, tick.obs
-    rollback_hook = obs.hooks.get(HookType.ROLLBACK)
-    if has_hooks(spec, HookType.ROLLBACK) and rollback_hook is not None and rollback_hook.passed:
-        detail = f" ({rollback_hook.message})" if rollback_hook.message else ""
-        rollback(
-            tick, Reason.ROLLBACK_REQUESTED, f"Rolling back {tick.target}: a rollback webhook asked for it{detail}"
-        )
-        return False, None
-    verdict: Verdict | None = None
-    outcome, reason = Outcome.PASS, "checks passed"
-    if needs_verdict(spec):
-        verdict = obs.verdict
-        if verdict is None:
-            tick.hold(Hold.ANALYSIS_PENDING, f"Waiting for the analysis of {tick.target}")
-            return False, None
-        outcome, reason = verdict.outcome, verdict.reason
-        tick.update(judge=dict(verdict.state), evidence=verdict.to_dict())
-    failure = _hook_failed(tick, HookType.ROLLOUT)
-    if failure is not None and _SEVERITY[outcome] < _SEVERITY[Outcome.FAIL]:
-        outcome, reason = Outcome.FAIL, failure
-    tick.update(last_analysis_time=tick.now)
-    if outcome is Outcome.REJECTED:
-        rollback(tick, Reason.COMPARISON_REJECTED, f"Rolling back {tick.target}: {reason}")
-        return False, verdict
-    if outcome is Outcome.FAIL:
-        _failed_check(tick, reason)
-        return False, verdict
-    if outcome is Outcome.NO_DATA:
-        count = tick.status.no_data_checks + 1
-        message = f"Halt {tick.target} advancement: no data ({reason}); no-data checks {count}"
-        tick.update(no_data_checks=count)
-        tick.warn(Reason.NO_DATA, message)
-        tick.update(hold=Hold.NO_DATA, message=message)
-        return False, verdict
-    return True, verdict
-
-
-def _first_look(tick: Tick, spec: BlueGreenSpec) -> None:
-    """Pre-rollout hooks with green ready and no traffic yet; then the preview routes go on."""
-    failure = _hook_failed(tick, HookType.PRE_ROLLOUT)
-    tick.update(last_analysis_time=tick.now)
-    if failure is not None:
-        _failed_check(tick, failure)
-        return
-    preview = spec.preview
-    tick.update(
-        gates={**tick.status.gates, GATE_PRE_ROLLOUT: PASSED, GATE_PREVIEW: ON},
-        mirrored=preview.mirror,
-        iterations=0,
-        step_start_time=tick.now,
-    )
-    tick.act(
-        SetWeights(
-            100,
-            0,
-            match_active=bool(preview.match),
-            mirror_weight=preview.mirror_weight if preview.mirror else None,
-        )
-    )
-    ways = []
-    if preview.mirror:
-        ways.append(f"{preview.mirror_weight}% of live traffic mirrored")
-    if preview.match:
-        ways.append("matching requests routed")
-    how = " and ".join(ways) if ways else "no preview routes (its own traffic)"
-    message = f"Green {tick.target} is ready: previewing with {how}; pre-promotion analysis started"
-    tick.progress(message)
-    tick.note(Reason.ANALYSIS_STARTED, message)
-    if spec.pre_promotion is None:
-        _pre_promotion_passed(tick, spec)
-
-
-def _pre_promotion(tick: Tick, spec: BlueGreenSpec) -> None:
-    """Progressing: green scales up, then one look per interval until the pre-promotion analysis passed."""
-    if not _green_ready(tick) or tick.status.paused_by_user or not look_due(tick.spec, tick.status, tick.now):
-        return
-    if is_first_look(tick.status):
-        _first_look(tick, spec)
-        return
-    passed, verdict = _look(tick)
-    if not passed:
-        return
-    run = spec.pre_promotion
-    count = tick.status.iterations + 1
-    progress = run.describe(count) if run is not None else str(count)
-    message = f"Pre-promotion analysis of green {tick.target}: look {progress} passed"
-    tick.update(iterations=count)
-    tick.progress(message)
-    tick.note(Reason.ADVANCED, message)
-    finished = run is None or run.done(count, tick.status.step_start_time, tick.now)
-    if not (finished or tick.status.promote_full):
-        return
-    if verdict is not None and not verdict.promotable:
-        why = verdict.hold_reason or "the judge has not shown green to be within tolerance yet"
-        tick.hold(Hold.EVIDENCE, f"Holding {tick.target} before the switch: {why}", Reason.EVIDENCE_HOLD)
-        return
-    _pre_promotion_passed(tick, spec)
-
-
-def _switch_allowed(tick: Tick, spec: BlueGreenSpec) -> tuple[bool, Hold, str]:
-    """Whether traffic may switch now; otherwise the hold and message that say what it waits for."""
-    status, auto = tick.status, spec.auto_promotion
-    if status.promote_full or status.gates.get(MANUAL_SWITCH) == APPROVED:
-        return True, Hold.MANUAL_PAUSE, ""
-    if not auto.enabled:
-        return (
-            False,
-            Hold.MANUAL_PAUSE,
-            f"Pre-promotion analysis passed: waiting for `kubectl coalmine promote {tick.target}` to switch "
-            "all traffic to green",
-        )
-    if has_hooks(tick.spec, HookType.CONFIRM_PROMOTION) and status.gates.get(GATE_CONFIRM_PROMOTION) != APPROVED:
-        return False, Hold.CONFIRM_PROMOTION, f"Halt {tick.target} switch waiting for promotion approval"
-    since = status.last_transition_time if status.phase is Phase.WAITING_PROMOTION else tick.now
-    remaining = auto.after_s - (tick.now - (since if since is not None else tick.now))
-    if remaining > 0:
-        return False, Hold.TIMED_PAUSE, f"Switching all traffic to green {tick.target} in {format_duration(remaining)}"
-    return True, Hold.TIMED_PAUSE, ""
-
-
-def _pre_promotion_passed(tick: Tick, spec: BlueGreenSpec) -> None:
-    allowed, hold, message = _switch_allowed(tick, spec)
-    if allowed:
-        _switch(tick, spec)
-        return
-    tick.enter(Phase.WAITING_PROMOTION, Reason.WAITING_PROMOTION, message)
-    tick.update(hold=hold)
-    # The timer starts now, so re-evaluate with the phase's own clock.
-    _, hold, message = _switch_allowed(tick, spec)
-    tick.update(hold=hold, message=message)
-
-
-def _waiting_promotion(tick: Tick, spec: BlueGreenSpec) -> None:
-    """WaitingPromotion: looks keep running on the preview; switch once the timer, a hook or a person allows."""
-    if not _green_ready(tick) or tick.status.paused_by_user:
-        return
-    if look_due(tick.spec, tick.status, tick.now):
-        passed, _ = _look(tick)
-        if not passed:
-            return
-        outcome = tick.obs.hooks.get(HookType.CONFIRM_PROMOTION)
-        if outcome is not None and outcome.passed:
-            tick.update(gates={**tick.status.gates, GATE_CONFIRM_PROMOTION: APPROVED})
-            tick.note(Reason.PROMOTION_APPROVED, f"Confirm-promotion check passed for {tick.target}")
-    allowed, hold, message = _switch_allowed(tick, spec)
-    if allowed:
-        _switch(tick, spec)
-        return
-    tick.update(hold=hold, message=message)
-    if hold is Hold.TIMED_PAUSE:
-        tick.update(progress_time=tick.now)  # a planned wait is not a stall
-
-
-def _switch(tick: Tick, spec: BlueGreenSpec) -> None:
-    """All traffic to green in one VirtualService write; blue keeps running the old revision untouched."""
-    gates = {key: value for key, value in tick.status.gates.items() if key not in (GATE_PREVIEW, MANUAL_SWITCH)}
-    tick.act(SetWeights(0, 100))
-    tick.update(
-        canary_weight=100,
-        mirrored=False,
-        iterations=0,
-        failed_checks=0,
-        no_data_checks=0,
-        judge={},
-        gates=gates,
-        promote_full=False,
-        step_start_time=tick.now,
-        last_analysis_time=tick.now,
-    )
-    after = "post-promotion analysis started" if spec.post_promotion is not None else "no post-promotion analysis"
-    tick.enter(
-        Phase.PROMOTING,
-        Reason.PROMOTING,
-        f"Switched all traffic to green {tick.target}; blue {tick.target}-primary kept as it was; {after}",
-    )
-    if spec.post_promotion is None:
-        _copy_to_blue(tick)
-
-
-def _copy_to_blue(tick: Tick) -> None:
-    tick.update(gates={**tick.status.gates, GATE_POST_PROMOTION: PASSED})
-    tick.act(PromotePrimary(tick.status.last_applied_spec))
-    message = f"Copying green {tick.target} template spec to blue {tick.target}-primary"
-    tick.progress(message)
-    tick.note(Reason.PROMOTING, message)
-
-
-def _promoting(tick: Tick, spec: BlueGreenSpec) -> None:
-    """Promoting: the post-promotion analysis on all traffic, then blue takes green's spec and traffic returns."""
-    status, obs = tick.status, tick.obs
-    if status.paused_by_user:
-        return
-    if post_promotion_running(spec, status):
-        if not _green_ready(tick) or not look_due(tick.spec, status, tick.now):
-            return
-        passed, _ = _look(tick)
-        if not passed:
-            return
-        run = spec.post_promotion
-        assert run is not None
-        count = tick.status.iterations + 1
-        message = f"Post-promotion analysis of green {tick.target}: look {run.describe(count)} passed"
-        tick.update(iterations=count)
-        tick.progress(message)
-        tick.note(Reason.ADVANCED, message)
-        if run.done(count, tick.status.step_start_time, tick.now) or tick.status.promote_full:
-            tick.update(promote_full=False)
-            _copy_to_blue(tick)
-        return
-    analysis = tick.spec.analysis
-    copied = obs.primary_revision == status.last_applied_spec
-    if not (copied and obs.primary_updated and obs.primary_ready_percent >= analysis.primary_ready_threshold):
-        tick.hold(
-            Hold.PRIMARY_NOT_READY,
-            f"Waiting for blue {tick.target}-primary to roll out the promoted spec "
-            f"({obs.primary_ready_percent:g}% ready, updated: {obs.primary_updated})",
-        )
-        return
-    tick.act(SetWeights(100, 0))
-    tick.update(canary_weight=0, step_start_time=tick.now)
-    tick.enter(
-        Phase.FINALISING,
-        Reason.FINALISING,
-        f"Blue {tick.target}-primary runs the promoted revision: all traffic back to blue; green {tick.target} "
-        f"stays up {format_duration(spec.scale_down_delay_s)} before it is scaled down",
-    )
-    _finalising(tick, spec)
-
-
-def _finalising(tick: Tick, spec: BlueGreenSpec) -> None:
-    """Traffic is on the promoted blue: keep green up for ``scaleDownDelaySeconds``, then scale it down."""
-    started = tick.status.step_start_time if tick.status.step_start_time is not None else tick.now
-    remaining = spec.scale_down_delay_s - (tick.now - started)
-    if remaining > 0:
-        tick.update(
-            hold=Hold.TIMED_PAUSE,
-            progress_time=tick.now,
-            message=f"Scaling green {tick.target} down in {format_duration(remaining)}",
-        )
-        return
-    tick.act(ScaleCanary(up=False))
-    tick.update(
-        canary_weight=0,
-        mirrored=False,
-        last_promoted_spec=tick.status.last_applied_spec,
-        gates={**tick.status.gates, GATE_POST_ROLLOUT: PENDING},
-        paused_by_user=False,
-    )
-    tick.enter(
-        Phase.SUCCEEDED,
-        Reason.SUCCEEDED,
-        f"Promotion completed! Blue {tick.target}-primary runs the new revision; green {tick.target} scaled down.",
-    )
-
-
 def _terminate(tick: Tick) -> None:
     """Deletion: with ``revertOnDeletion`` give the target its traffic back before letting the BlueGreen go."""
     status, view = tick.status, tick.spec
@@ -558,13 +269,22 @@ _RULES: dict[Phase, Callable[[Tick, BlueGreenSpec], None]] = {
     Phase.SUCCEEDED: _steady_rule,
     Phase.FAILED: _steady_rule,
     Phase.WAITING: _waiting_rule,
-    Phase.PROGRESSING: _pre_promotion,
-    Phase.WAITING_PROMOTION: _waiting_promotion,
-    Phase.PROMOTING: _promoting,
-    Phase.FINALISING: _finalising,
+    Phase.PROGRESSING: pre_promotion,
+    Phase.WAITING_PROMOTION: waiting_promotion,
+    Phase.PROMOTING: promoting,
+    Phase.FINALISING: finalising,
     Phase.INITIALIZING: lambda tick, spec: _initialize(tick),
     Phase.TERMINATING: _nothing,
     Phase.TERMINATED: _nothing,
 }
 
-__all__ = ["GATE_POST_PROMOTION", "GATE_PREVIEW", "desired_routes", "judge_policy", "plan", "step"]
+__all__ = [
+    "GATE_POST_PROMOTION",
+    "GATE_PREVIEW",
+    "ON",
+    "desired_routes",
+    "judge_policy",
+    "plan",
+    "post_promotion_running",
+    "step",
+]

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from controller.rollout.durations import parse_duration
+from controller.rollout.durations import format_duration, parse_duration
 from controller.rollout.problems import Problem
 from controller.rollout.spec import CanarySpec, parse_analysis, parse_canary_spec
 from controller.rollout.validation import InvalidSpecError, _normalised_spec, validate_document
@@ -37,10 +37,12 @@ class AnalysisRun:
         elapsed = 0.0 if started is None else now - started
         return looks >= 1 and elapsed >= (self.duration_s or 0.0)
 
-    def describe(self, looks: int) -> str:
+    def describe(self, looks: int, started: float | None, now: float) -> str:
+        """Progress for Events: ``3/10`` for iterations, ``3 (1m30s of 5m)`` for a duration."""
         if self.iterations is not None:
             return f"{looks}/{self.iterations}"
-        return f"{looks} looks of {self.duration_s:g}s"
+        elapsed = 0.0 if started is None else now - started
+        return f"{looks} ({format_duration(elapsed)} of {format_duration(self.duration_s or 0.0)})"
 
 
 @dataclass(frozen=True)

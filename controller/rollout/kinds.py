@@ -31,8 +31,9 @@ SpecT = TypeVar("SpecT")
 class Strategy(Generic[SpecT]):
     """One rollout kind. ``parse`` raises :class:`~controller.rollout.validation.InvalidSpecError`; ``view`` gives
     the Canary-shaped spec the router, looks and actions work with; ``plan``/``step`` are the pure engine;
-    ``policy`` is the judge's policy for the current status; ``promoted`` says the rollout can no longer be rolled
-    back by its analysis (the new revision is being, or has been, copied to the primary)."""
+    ``policy`` is the judge's policy for the current status (it may depend on the phase only: ``coalmine simulate``
+    caches it per phase); ``promoted`` says the rollout can no longer be rolled back by its analysis (the new
+    revision is being, or has been, copied to the primary)."""
 
     kind: str
     parse: Callable[[Mapping[str, Any]], SpecT]

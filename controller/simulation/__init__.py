@@ -20,7 +20,7 @@ from controller.simulation.driver import (
     tick_seconds,
     timeline_json,
 )
-from controller.simulation.synthetic import SyntheticSource, arm_shares, simulate, simulated_spec
+from controller.simulation.synthetic import SyntheticSource, arm_shares, simulate, simulated_bluegreen, simulated_spec
 
 __all__ = [
     "PROMOTED",
@@ -36,6 +36,7 @@ __all__ = [
     "drive",
     "evidence_line",
     "simulate",
+    "simulated_bluegreen",
     "simulated_spec",
     "summarize",
     "tick_seconds",

@@ -5,7 +5,8 @@ look for the due window from a :class:`LookSource`, runs :func:`analysis.judge.j
 :func:`controller.rollout.machine.step` — the same calls the operator makes. What differs between ``coalmine
 simulate`` and ``coalmine judge`` is only where the looks come from: synthetic traffic that follows the weights the
 engine sets (:mod:`controller.simulation.synthetic`), or a past window of a real Prometheus (``controller.backtest``,
-which does the I/O and so lives outside this pure package).
+which does the I/O and so lives outside this pure package). A BlueGreen is driven the same way through its own
+engine: the rollout kind (:mod:`controller.rollout.kinds`) supplies ``plan``, ``step`` and the judge's policy.
 
 Assumptions, said once and also shown in the timeline: webhooks pass (gates open, a rollback hook does not ask for a
 rollback); both Deployments are always ready; a manual pause (``pause: {}``) is promoted by a person
@@ -23,12 +24,12 @@ from typing import Any, Protocol
 import numpy as np
 
 from analysis.judge import judge
+from analysis.policy import JudgePolicy
 from analysis.samples import Look
 from analysis.verdict import Verdict
 from controller.rollout.decision import EventType, Initialize, PromotePrimary, ScaleCanary, SetWeights
 from controller.rollout.durations import format_duration
-from controller.rollout.judging import policy_from_spec
-from controller.rollout.machine import plan, step
+from controller.rollout.kinds import CANARY, Strategy
 from controller.rollout.observations import HookOutcome, ManualRequest, Observations, RouteWeights, TargetObservation
 from controller.rollout.phases import ManualAction, Phase, is_human_hold, is_terminal
 from controller.rollout.spec import CanarySpec, HookType
@@ -132,11 +133,15 @@ def evidence_line(verdict: Verdict) -> str:
 class _Run:
     """One rollout of the release over the simulated clock."""
 
-    def __init__(self, spec: CanarySpec, source: LookSource, options: DriveOptions, seed: int) -> None:
+    def __init__(
+        self, spec: Any, source: LookSource, options: DriveOptions, seed: int, kind: Strategy[Any] = CANARY
+    ) -> None:
         self.spec = spec
+        self.kind = kind
+        self.view: CanarySpec = kind.view(spec)
         self.source = source
         self.options = options
-        self.policy = policy_from_spec(spec)
+        self.policies: dict[Phase, JudgePolicy] = {}
         self.seed = seed
         self.timeline: list[TimelineEntry] = []
         self.routing = Routing()
@@ -146,7 +151,15 @@ class _Run:
         self.primary_revision = ""
         self.requests_sent = 0
         self.paused_since: float | None = None
-        self.last_judged: tuple[Look, Mapping[str, Any]] | None = None
+        self.last_judged: tuple[Look, Mapping[str, Any], JudgePolicy] | None = None
+
+    def _policy(self) -> JudgePolicy:
+        """The judge's policy for the current phase (a BlueGreen drops comparisons once blue has no traffic)."""
+        phase = self.status.phase
+        policy = self.policies.get(phase)
+        if policy is None:
+            policy = self.policies[phase] = self.kind.policy(self.spec, self.status)
+        return policy
 
     def _note(self, now: float, message: str, evidence: Mapping[str, Any] | None = None) -> None:
         if self.options.record:
@@ -154,14 +167,15 @@ class _Run:
             self.timeline.append(TimelineEntry(seconds, str(self.status.phase), self.routing.canary, message, evidence))
 
     def _tick(self, now: float, template: str, request: ManualRequest | None) -> list[str]:
-        probes = plan(self.spec, self.status, now)
+        probes = self.kind.plan(self.spec, self.status, now)
         verdict: Verdict | None = None
         if probes.metrics and probes.window is not None:
             look = self.source.look(probes.window)
             # Without a timeline nobody reads the bounds and `detectable` of every look: skip them (decisions are
             # identical, see analysis.judge.judge); the last look is judged again in full for the outcome's reason.
-            verdict = judge(self.policy, look, self.status.judge, detail=self.options.record)
-            self.last_judged = (look, self.status.judge)
+            policy = self._policy()
+            verdict = judge(policy, look, self.status.judge, detail=self.options.record)
+            self.last_judged = (look, self.status.judge, policy)
         # Webhooks pass: gates open, pre-rollout/rollout checks succeed, a rollback hook does not ask for one.
         hooks = {hook: HookOutcome(passed=hook is not HookType.ROLLBACK) for hook in probes.hooks}
         observations = Observations(
@@ -178,7 +192,7 @@ class _Run:
         )
         if verdict is not None and self.options.record:  # shows the phase and weight the look's traffic saw
             self._note(now, f"look {verdict.outcome}: {evidence_line(verdict)}", verdict.to_dict())
-        decision = step(self.spec, self.status, observations, now)
+        decision = self.kind.step(self.spec, self.status, observations, now)
         for action in decision.actions:
             if isinstance(action, SetWeights):
                 self.routing = Routing(
@@ -206,8 +220,8 @@ class _Run:
         """What the last look could have detected (the judge's ``detectable``), as a suffix for the reason."""
         if self.last_judged is None:
             return ""
-        look, prior = self.last_judged
-        detectable = judge(self.policy, look, prior).detectable
+        look, prior, policy = self.last_judged
+        detectable = judge(policy, look, prior).detectable
         return f"; {detectable}" if detectable else ""
 
     def _manual_request(self, now: float) -> ManualRequest | None:
@@ -226,7 +240,7 @@ class _Run:
 
     def run(self) -> RunResult:
         options = self.options
-        tick = options.tick_s if options.tick_s is not None else tick_seconds(self.spec)
+        tick = options.tick_s if options.tick_s is not None else tick_seconds(self.view)
         now = options.start - 10 * tick
         for _ in range(10):  # initialise on the stable revision before the clock starts
             self._tick(now, "stable", None)
@@ -245,9 +259,10 @@ class _Run:
             if decided_at is None and phase is Phase.FAILED:
                 decided_at, result = now, ROLLED_BACK
                 reason = self.last_warning or (messages[-1] if messages else "rolled back")
-            if decided_at is None and phase in (Phase.PROMOTING, Phase.FINALISING, Phase.SUCCEEDED):
+            if decided_at is None and self.kind.promoted(self.spec, self.status):
                 decided_at, result = now, PROMOTED
-                reason = "promoted after the last step" + self._detectable()
+                after = "the last step" if self.kind is CANARY else "the analysis"
+                reason = f"promoted after {after}" + self._detectable()
             if is_terminal(phase) and (phase is not before or decided_at is not None):
                 break
             self.source.advance(now, now + tick, self.routing)
@@ -268,9 +283,12 @@ class _Run:
         )
 
 
-def drive(spec: CanarySpec, source: LookSource, options: DriveOptions, seed: int = 0) -> RunResult:
-    """One rollout of a new revision of ``spec``'s target, with looks from ``source``."""
-    return _Run(spec, source, options, seed).run()
+def drive(
+    spec: Any, source: LookSource, options: DriveOptions, seed: int = 0, kind: Strategy[Any] = CANARY
+) -> RunResult:
+    """One rollout of a new revision of ``spec``'s target, with looks from ``source``; ``spec`` is of ``kind``
+    (a :class:`~controller.rollout.spec.CanarySpec` by default, or a BlueGreen's with ``kinds.BLUEGREEN``)."""
+    return _Run(spec, source, options, seed, kind).run()
 
 
 def summarize(results: Sequence[RunResult]) -> dict[str, Any]:

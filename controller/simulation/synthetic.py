@@ -14,12 +14,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
 from analysis.samples import ArmCounts, Look, ThresholdValue
 from analysis.synthetic import ArmSlice, TrafficGenerator, TrafficModel, histogram_quantile, slow_count
+from controller.rollout.bluegreen_spec import BlueGreenSpec
 from controller.rollout.judging import policy_from_spec
+from controller.rollout.kinds import CANARY, Strategy
 from controller.rollout.spec import BUILTIN_METRICS, CanarySpec
 from controller.simulation.driver import DriveOptions, Routing, RunResult, drive
 
@@ -39,6 +42,12 @@ def simulated_spec(spec: CanarySpec) -> tuple[CanarySpec, tuple[str, ...]]:
     kept = tuple(m for m in spec.analysis.metrics if m.is_builtin)
     dropped = tuple(m.name for m in spec.analysis.metrics if not m.is_builtin)
     return replace(spec, analysis=replace(spec.analysis, metrics=kept)), dropped
+
+
+def simulated_bluegreen(spec: BlueGreenSpec) -> tuple[BlueGreenSpec, tuple[str, ...]]:
+    """:func:`simulated_spec` for a BlueGreen: the same metrics left out of its analysis."""
+    view, dropped = simulated_spec(spec.canary)
+    return replace(spec, canary=view), dropped
 
 
 def arm_shares(routing: Routing, match_fraction: float, load_test_percent: float = 0.0) -> tuple[float, float]:
@@ -137,7 +146,7 @@ class SyntheticSource:
 
 
 def simulate(
-    spec: CanarySpec,
+    spec: Any,
     traffic: TrafficModel,
     *,
     runs: int = 1,
@@ -145,8 +154,10 @@ def simulate(
     options: DriveOptions | None = None,
     match_fraction: float = 0.1,
     load_test_rps: float = 0.0,
+    kind: Strategy[Any] = CANARY,
 ) -> list[RunResult]:
-    """Run ``runs`` independent seeded rollouts (seed, seed+1, …) of ``spec`` (see :func:`simulated_spec`).
+    """Run ``runs`` independent seeded rollouts (seed, seed+1, …) of ``spec`` (see :func:`simulated_spec`), a
+    CanarySpec or, with ``kind=BLUEGREEN``, a BlueGreenSpec (see :func:`simulated_bluegreen`).
 
     Same seed, same result: each run draws its traffic from its own generator seeded with its seed.
     """
@@ -155,7 +166,7 @@ def simulate(
         drive(
             spec,
             SyntheticSource(
-                spec,
+                kind.view(spec),
                 traffic,
                 seed + index,
                 origin=chosen.start,
@@ -164,6 +175,7 @@ def simulate(
             ),
             chosen,
             seed + index,
+            kind,
         )
         for index in range(runs)
     ]

@@ -54,6 +54,7 @@ def draw(
             [t for t, _ in history],
             [p.log_e_value if p.log_e_value is not None else math.nan for _, p in history],
             color=color,
+            drawstyle="steps-post",  # evidence changes at looks; it does not drift in between
             label=f"{name}: log e-value",
         )
         p_axis.plot(
@@ -61,6 +62,7 @@ def draw(
             [max(p.p_value, 1e-12) if p.p_value is not None else math.nan for _, p in history],
             color=color,
             linestyle=":",
+            drawstyle="steps-post",
             label=f"{name}: p-value",
         )
     evidence.axhline(math.log(1 / alpha), color="grey", linestyle="--", linewidth=0.8, label="ln(1/alpha)")

@@ -1,8 +1,11 @@
 """The objects the sandbox applies: the ``podinfo`` Deployment, its Canary and (optionally) a webhook AlertProvider.
 
-The Canary is tuned for a short demo, not for production: 5 s between looks (``--quick``: 3 s), weights 20 → 40
+The Canary is tuned for a short demo, not for production: 6 s between looks (``--quick``: 3 s), weights 20 → 40
 → 60 % then promotion, the comparison judge at ``alpha`` 0.01 with a small ``minRequests`` (the canary arm only
-sees a few requests per second here), and Flagger's ``request-success-rate`` check at ≥ 95 % over a short window.
+sees a few requests per second here), and Flagger's ``request-success-rate`` check at ≥ 90 % over a short window.
+That check is loose on purpose: over a few seconds of canary traffic, one unlucky 5xx among a dozen requests of a
+healthy release (rates extrapolated from few samples) reads as 92 %. The comparison judge is what catches the
+faulty release; the threshold check only shows Flagger's checks still work.
 A release's behaviour is the backend's environment (``ERROR_RATE``, ``LATENCY_MS``, ``VERSION``), exactly as a pod
 template's ``env`` would carry it.
 """
@@ -92,7 +95,7 @@ def canary(namespace: str, name: str, timing: Timing, *, alert_provider: str | N
             {
                 "name": "request-success-rate",
                 "interval": f"{timing.metric_interval_s}s",
-                "thresholdRange": {"min": 95},
+                "thresholdRange": {"min": 90},
             }
         ],
     }
