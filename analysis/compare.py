@@ -30,6 +30,7 @@ class ComparedResult:
     evidence: MetricEvidence
     state: Mapping[str, Any]
     hold: str = ""
+    collecting: bool = False  # still below ``min_points`` (or, for Mann-Whitney, its horizon): no decision yet
 
 
 def judge_compared(
@@ -101,7 +102,7 @@ def _msprt(
     if summary is None:
         reason = f"{metric.name}: collecting values ({state.n_canary} so far)"
         evidence = MetricEvidence(metric.name, Outcome.PASS, reason, "msprt")
-        return ComparedResult(evidence, new_state, hold or f"{metric.name}: collecting values")
+        return ComparedResult(evidence, new_state, hold or f"{metric.name}: collecting values", collecting=True)
     # Which one-sided tests count, and at what level: "either" spends α/2 on each side.
     sides: list[tuple[float, float]] = []
     if metric.direction in (Direction.INCREASE, Direction.EITHER):
@@ -143,7 +144,7 @@ def _msprt(
         upper=summary.upper,
         log_e_value=current,
     )
-    return ComparedResult(evidence, new_state, hold)
+    return ComparedResult(evidence, new_state, hold, collecting=bool(_pending(metric, new_state)))
 
 
 def _mann_whitney(
@@ -186,7 +187,7 @@ def _mann_whitney(
             }
             reason = f"{metric.name}: {result.reason}"
             evidence = MetricEvidence(metric.name, Outcome.PASS, reason, "mann-whitney")
-            return ComparedResult(evidence, new_state, _pending(metric, new_state))
+            return ComparedResult(evidence, new_state, _pending(metric, new_state), collecting=True)
     new_state = {"method": str(metric.method), "canary": [], "primary": [], "decision": dict(decision)}
     outcome = Outcome.REJECTED if decision["regressed"] else Outcome.PASS
     evidence = MetricEvidence(

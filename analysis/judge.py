@@ -7,7 +7,7 @@ decide identically. Semantics (docs/judge.md has the long version):
   the error, no value is NO_DATA (never a pass);
 - the error-rate and latency comparisons are always-valid tests of canary vs primary (``analysis.sequential``); a
   rejection is REJECTED, which rolls back at once; before ``min_requests`` requests per arm they accumulate data but
-  give no verdict, and the look is not promotable;
+  give no verdict, and the look is not promotable — a look in which nothing else gave a verdict is NO_DATA;
 - compared custom metrics use mSPRT (always valid) or Mann-Whitney (fixed horizon, decided once);
 - the overall outcome is the worst metric outcome in the order REJECTED > FAIL > NO_DATA > PASS.
 
@@ -53,6 +53,7 @@ class _Result:
     state: Mapping[str, Any] | None
     hold: str = ""
     detectable: str = ""
+    collecting: bool = False  # below its minimum (requests or points): it passes but has no verdict yet
 
 
 def _threshold(metric: ThresholdMetric, look: Look) -> MetricEvidence:
@@ -143,6 +144,7 @@ def _judge_rate(
     tolerance = "" if comparison.theta0 == 1.0 else f", tolerance {comparison.theta0:.2f}×"
 
     hold = _hold_for(state, policy, name)
+    collecting = bool(hold)
     if not hold and state.max_log_e >= math.log(1.0 / alpha):
         outcome = Outcome.REJECTED
         reason = f"{effect}, p = {p_value:.2g} < {alpha:.2g}, after {requests}{tolerance}"
@@ -177,7 +179,7 @@ def _judge_rate(
         canary_requests=round(state.canary_requests),
         primary_requests=round(state.primary_requests),
     )
-    return _Result(evidence, _ratio_json(state, comparison), hold, detect_text)
+    return _Result(evidence, _ratio_json(state, comparison), hold, detect_text, collecting)
 
 
 def _hold_for(state: RatioState, policy: JudgePolicy, name: str) -> str:
@@ -193,6 +195,29 @@ def _worst(outcomes: list[Outcome]) -> Outcome:
         if outcome in outcomes:
             return outcome
     return Outcome.PASS
+
+
+def _overall(evidence: list[MetricEvidence], results: list[_Result]) -> tuple[Outcome, str]:
+    """The look's outcome and one-line reason.
+
+    A ratio comparison below ``minRequests`` passes without a verdict: if nothing else in the look gave one, the
+    look is NO_DATA (it must not advance a step on no evidence); if other checks passed, it is a pass whose reason
+    says what is still collecting rather than claiming every check passed.
+    """
+    outcome = _worst([item.outcome for item in evidence])
+    if not evidence:
+        return outcome, "no checks configured"
+    if outcome is not Outcome.PASS:
+        return outcome, "; ".join(item.reason for item in evidence if item.outcome is outcome)
+    collecting = [result for result in results if result.collecting]
+    waiting = "; ".join(result.hold for result in collecting)
+    rates_only = [result for result in collecting if result.evidence.kind in ("errorRate", "latency")]
+    if rates_only and len(rates_only) == len(evidence):
+        return Outcome.NO_DATA, f"no verdict yet: {waiting}"
+    if collecting:
+        passed = len(evidence) - len(collecting)
+        return outcome, f"{passed} of {len(evidence)} checks passed; still collecting: {waiting}"
+    return outcome, f"all {len(evidence)} checks passed"
 
 
 def judge(policy: JudgePolicy, look: Look, state: Mapping[str, Any] | None, *, detail: bool = True) -> Verdict:
@@ -217,19 +242,13 @@ def judge(policy: JudgePolicy, look: Look, state: Mapping[str, Any] | None, *, d
     stored_compared: Mapping[str, Any] = stored.get("compared") or {}
     for metric in policy.compared:
         compared = judge_compared(metric, policy, look.compared.get(metric.name), stored_compared.get(metric.name))
-        results.append(_Result(compared.evidence, compared.state, compared.hold))
+        results.append(_Result(compared.evidence, compared.state, compared.hold, collecting=compared.collecting))
         compared_state[metric.name] = compared.state
     if compared_state:
         new_state["compared"] = compared_state
     evidence.extend(result.evidence for result in results)
 
-    outcome = _worst([item.outcome for item in evidence])
-    if not evidence:
-        reason = "no checks configured"
-    elif outcome is Outcome.PASS:
-        reason = f"all {len(evidence)} checks passed"
-    else:
-        reason = "; ".join(item.reason for item in evidence if item.outcome is outcome)
+    outcome, reason = _overall(evidence, results)
     holds = [result.hold for result in results if result.hold]
     detectable = [result.detectable for result in results if result.detectable]
     return Verdict(

@@ -174,4 +174,7 @@ class Run:
         self.world.revision = revision
         self.tick(advance=5)
         assert self.status.phase == "Progressing", self.status
+        # The operator ticks every few seconds: the next tick sees the scaled-up canary ready.
+        self.tick(advance=5)
+        assert self.status.phase == "Progressing" and self.status.hold is None, self.status
         return self

@@ -87,6 +87,9 @@ class Run:
         self.world.revision = revision
         self.tick(advance=5)
         assert self.status.phase is Phase.PROGRESSING, self.status
+        # The operator ticks every few seconds: the next tick sees the scaled-up green ready.
+        self.tick(advance=5)
+        assert self.status.phase is Phase.PROGRESSING and self.status.hold is None, self.status
         return self
 
     def previewing(self) -> Run:
@@ -118,8 +121,8 @@ def test_initialization_puts_all_traffic_on_blue_and_scales_green_down() -> None
 
 def test_a_new_revision_scales_green_up_with_no_traffic_and_no_preview_yet() -> None:
     run = Run(make_spec(preview={"mirror": True})).progressing()
-    last = run.decisions[-1]
-    assert ScaleCanary(up=True) in last.actions
+    started = run.decisions[-2]  # progressing() ends with a tick that sees green ready
+    assert ScaleCanary(up=True) in started.actions
     assert run.weights[-1] == SetWeights(100, 0)
     assert run.status.condition("Ready").status == "False"  # type: ignore[union-attr]
     assert run.status.condition("Reconciling").status == "True"  # type: ignore[union-attr]
@@ -465,3 +468,75 @@ def test_a_switch_whose_status_write_was_lost_is_redone_on_the_next_tick() -> No
     again = step(run.spec, before, run.world.observe(PASS), run.now + MINUTE + 2)  # ...the status was not
     assert again.status.phase is Phase.PROMOTING and SetWeights(0, 100) in again.actions
     assert Reason.ROUTES_DRIFTED not in [e.reason for e in again.events]
+
+
+# --- waits for a person, stalls, readiness (review fixes) ----------------------------------------------------------
+
+
+def test_a_wait_for_a_person_survives_looks_without_data_and_promote_still_switches() -> None:
+    run = Run(make_spec(autoPromotion={"enabled": False}, progressDeadlineSeconds=300)).previewing()
+    run.look()
+    run.look()
+    assert run.status.phase is Phase.WAITING_PROMOTION and run.status.hold is Hold.MANUAL_PAUSE
+    for _ in range(12):  # twelve minutes without data, deadline five
+        decision = run.look(NO_DATA)
+        assert decision.status.phase is Phase.WAITING_PROMOTION and decision.status.hold is Hold.MANUAL_PAUSE
+    assert run.status.no_data_checks == 12
+    switched = run.tick(request=request("promote"), advance=1)
+    assert Reason.REQUEST_IGNORED not in [e.reason for e in switched.events]
+    assert switched.status.phase is Phase.PROMOTING and SetWeights(0, 100) in switched.actions
+
+
+def test_a_refused_confirm_promotion_survives_a_failed_look_and_promote_still_switches() -> None:
+    spec = make_spec(analysis={"threshold": 3, "webhooks": hook("confirm-promotion")}, progressDeadlineSeconds=300)
+    run = Run(spec).previewing()
+    closed = {HookType.CONFIRM_PROMOTION: HookOutcome(False, "closed")}
+    run.look(hooks=closed)
+    run.look(hooks=closed)
+    assert run.status.phase is Phase.WAITING_PROMOTION and run.status.hold is Hold.CONFIRM_PROMOTION
+    run.look(FAIL, hooks=closed)
+    for _ in range(8):
+        run.look(NO_DATA, hooks=closed)
+    assert run.status.phase is Phase.WAITING_PROMOTION and run.status.hold is Hold.CONFIRM_PROMOTION
+    assert run.status.failed_checks == 1 and "last look:" in run.status.message
+    assert run.tick(request=request("promote"), advance=1).status.phase is Phase.PROMOTING
+
+
+def test_a_stalled_copy_to_blue_is_not_rolled_back_and_finishes_once_blue_is_ready() -> None:
+    run = Run(make_spec(progressDeadlineSeconds=300)).switched()  # no post-promotion: blue is being updated
+    assert run.world.primary_revision == "v2"
+    run.world.primary_ready = 30.0
+    for _ in range(10):
+        decision = run.look()
+        assert decision.status.phase is Phase.PROMOTING and SetWeights(100, 0) not in decision.actions
+    stalled = [(r, m) for r, m in run.events if r is Reason.PROMOTION_STALLED]
+    assert len(stalled) == 1 and Reason.PROGRESS_DEADLINE_EXCEEDED not in [r for r, _ in run.events]
+    assert run.status.hold is Hold.PROMOTION_STALLED
+    assert run.status.condition("Stalled").status == "True"  # type: ignore[union-attr]
+    assert run.world.routes == RouteWeights(0, 100)  # everyone stays on the analysed green
+    run.world.primary_ready = 100.0
+    assert run.tick(advance=5).status.phase is Phase.FINALISING
+    assert run.world.routes == RouteWeights(100, 0)
+
+
+def test_the_deadline_still_rolls_back_during_post_promotion_while_blue_is_untouched() -> None:
+    run = Run(make_spec(postPromotionAnalysis={"iterations": 3}, progressDeadlineSeconds=300)).switched()
+    for _ in range(7):
+        run.look(NO_DATA)
+    assert run.status.phase is Phase.FAILED and run.world.routes == RouteWeights(100, 0)
+    assert blue_never_changed(run)
+
+
+def test_nothing_is_gathered_while_green_is_not_ready() -> None:
+    run = Run(make_spec(analysis={"webhooks": hook("pre-rollout", "rollout")})).progressing()
+    run.world.canary_ready = 20.0
+    run.look()
+    assert run.status.hold is Hold.CANARY_NOT_READY
+    probes = plan(run.spec, run.status, run.now + MINUTE)
+    assert not probes.metrics and probes.hooks == ()
+    run.look()
+    run.world.canary_ready = 100.0
+    run.tick(advance=2)
+    assert plan(run.spec, run.status, run.now + 2).hooks == (HookType.PRE_ROLLOUT,)
+    first = run.tick(hooks={HookType.PRE_ROLLOUT: HookOutcome(True)}, advance=2)
+    assert first.status.failed_checks == 0 and first.status.gates.get("pre-rollout") == "passed"

@@ -16,11 +16,11 @@ from hypothesis import strategies as st
 from rollout_world import SUCCESS_RATE, T0, World
 
 from analysis.verdict import Outcome, Verdict
-from controller.rollout.decision import Decision, PromotePrimary, ScaleCanary, SetWeights
+from controller.rollout.decision import Decision, PromotePrimary, Reason, ScaleCanary, SetWeights
 from controller.rollout.machine import plan, step
-from controller.rollout.moves import current_weight_step, iterations_mode
+from controller.rollout.moves import current_weight_step, gathering_paused, iterations_mode
 from controller.rollout.observations import HookOutcome, ManualRequest, Observations, RouteWeights
-from controller.rollout.phases import ANALYSING, ManualAction, Phase
+from controller.rollout.phases import ANALYSING, WORLD_HOLDS, Hold, ManualAction, Phase
 from controller.rollout.spec import CanarySpec, HookType, parse_canary_spec
 from controller.rollout.status import CanaryStatus
 
@@ -88,6 +88,7 @@ class Beat:
     request: ManualAction | None
     new_revision: bool
     drift: bool
+    promote_if_waiting: bool  # a person answers a WaitingPromotion, whatever the looks meanwhile said
 
 
 beats = st.builds(
@@ -101,10 +102,13 @@ beats = st.builds(
     request=st.sampled_from([None] * 40 + list(ManualAction)),
     new_revision=st.sampled_from([False] * 30 + [True]),
     drift=st.sampled_from([False] * 30 + [True]),
+    promote_if_waiting=st.sampled_from([False] * 5 + [True]),
 )
 
 
-def observe(world: World, beat: Beat, probes_hooks: tuple[HookType, ...], metrics: bool, rid: int) -> Observations:
+def observe(
+    world: World, beat: Beat, probes_hooks: tuple[HookType, ...], metrics: bool, rid: int, phase: Phase
+) -> Observations:
     world.canary_ready = 100.0 if beat.canary_ready else 30.0
     world.primary_ready = 100.0 if beat.primary_ready else 30.0
     if beat.drift and world.routes is not None:
@@ -115,7 +119,8 @@ def observe(world: World, beat: Beat, probes_hooks: tuple[HookType, ...], metric
         # a rollback hook that "passes" asks for a rollback: make that rare
         hooks[hook_type] = HookOutcome(passed if hook_type is not HookType.ROLLBACK else not passed, "hook said so")
     verdict = Verdict(beat.outcome, f"look was {beat.outcome}", promotable=beat.promotable) if metrics else None
-    request = ManualRequest(f"req-{rid}", beat.request, 0.0) if beat.request is not None else None
+    action = ManualAction.PROMOTE if phase is Phase.WAITING_PROMOTION and beat.promote_if_waiting else beat.request
+    request = ManualRequest(f"req-{rid}", action, 0.0) if action is not None else None
     return world.observe(verdict, hooks, request)
 
 
@@ -155,8 +160,24 @@ def check_tick(spec: CanarySpec, before: CanaryStatus, obs: Observations, now: f
     assert CanaryStatus.from_dict(stored) == after
 
 
-def check_rerun(spec: CanarySpec, decision: Decision, obs: Observations, now: float) -> None:
-    """Re-running the tick at the same ``now`` (e.g. after a crash before the status write landed) adds no look."""
+def check_waiting_for_a_person(before: CanaryStatus, obs: Observations, decision: Decision) -> None:
+    """WaitingPromotion waits for a person (a manual pause or confirm-promotion): whatever the looks meanwhile said
+    (no data, a failed check, no evidence), ``promote`` is accepted and the progress deadline never fires."""
+    reasons = [event.reason for event in decision.events]
+    assert Reason.PROGRESS_DEADLINE_EXCEEDED not in reasons, decision.status.message
+    if obs.request is not None and obs.request.action is ManualAction.PROMOTE:
+        assert Reason.REQUEST_IGNORED not in reasons, (before.hold, before.message, decision.events)
+    if decision.status.phase is Phase.WAITING_PROMOTION:
+        assert decision.status.hold in (Hold.MANUAL_PAUSE, Hold.CONFIRM_PROMOTION, Hold.USER_PAUSE, *WORLD_HOLDS)
+
+
+def check_rerun(spec: CanarySpec, before: CanaryStatus, decision: Decision, obs: Observations, now: float) -> None:
+    """Re-running the tick at the same ``now`` (e.g. after a crash before the status write landed) adds no look.
+
+    Not after a tick that deferred its look because plan gathered nothing for a canary found not ready: that tick
+    ran no look, so the next one may."""
+    if gathering_paused(before):
+        return
     again = step(spec, decision.status, obs, now)
     first, second = decision.status, again.status
     if first.phase in ANALYSING and second.phase in ANALYSING:
@@ -169,6 +190,67 @@ def check_rerun(spec: CanarySpec, decision: Decision, obs: Observations, now: fl
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(spec=specs(), script=st.lists(beats, min_size=5, max_size=80))
 def test_random_rollouts_keep_every_promise(spec: CanarySpec, script: list[Beat]) -> None:
+    drive(spec, script)
+
+
+@st.composite
+def waiting_specs(draw: st.DrawFn) -> CanarySpec:
+    """Specs that wait for a person in WaitingPromotion: a manual pause, confirm-promotion, or both."""
+    weights = sorted(draw(st.sets(st.integers(1, 100), min_size=1, max_size=3)))
+    manual_after = draw(st.sampled_from([None, *range(len(weights))]))
+    steps: list[dict[str, Any]] = []
+    for index, weight in enumerate(weights):
+        steps.append({"setWeight": weight})
+        if index == manual_after:
+            steps.append({"pause": {}})
+    hooks = ["confirm-promotion"] if manual_after is None or draw(st.booleans()) else []
+    hooks += sorted(draw(st.sets(st.sampled_from(["rollout", "pre-rollout", "confirm-traffic-increase"]))))
+    analysis: dict[str, Any] = {
+        "interval": "1m",
+        "threshold": draw(st.integers(2, 6)),
+        "steps": steps,
+        "webhooks": [{"name": t, "type": t, "url": f"http://hooks/{t}"} for t in hooks],
+    }
+    if draw(st.booleans()):
+        analysis["comparison"] = {"requireEvidence": draw(st.booleans())}
+    else:
+        analysis["metrics"] = [SUCCESS_RATE]
+    return parse_canary_spec(
+        {
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+            "service": {"port": 9898},
+            "analysis": analysis,
+            "progressDeadlineSeconds": draw(st.sampled_from([120, 300])),
+        }
+    )
+
+
+# Looks that often do not pass, and a person who often answers.
+waiting_beats = st.builds(
+    Beat,
+    advance=st.sampled_from([5.0, 60.0, 60.0, 60.0, 120.0]),
+    outcome=st.sampled_from([Outcome.PASS] * 3 + [Outcome.NO_DATA] * 3 + [Outcome.FAIL]),
+    promotable=st.sampled_from([True, True, False]),
+    hooks_pass=st.lists(st.sampled_from([True, False, False]), min_size=8, max_size=8).map(tuple),
+    canary_ready=st.sampled_from([True] * 9 + [False]),
+    primary_ready=st.just(True),
+    request=st.sampled_from([None] * 12 + [ManualAction.PAUSE, ManualAction.RESUME, ManualAction.PROMOTE_FULL]),
+    new_revision=st.just(False),
+    drift=st.just(False),
+    promote_if_waiting=st.sampled_from([False] * 3 + [True]),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec=waiting_specs(), script=st.lists(waiting_beats, min_size=10, max_size=60))
+def test_a_person_can_always_answer_a_waiting_promotion_whatever_the_looks_said(
+    spec: CanarySpec, script: list[Beat]
+) -> None:
+    drive(spec, script)
+
+
+def drive(spec: CanarySpec, script: list[Beat]) -> None:
+    """The operator's loop over ``script``, checking every promise after every tick."""
     world = World()
     status = CanaryStatus()
     now = T0
@@ -180,10 +262,12 @@ def test_random_rollouts_keep_every_promise(spec: CanarySpec, script: list[Beat]
             revisions += 1
             world.revision = f"v{revisions}"
         probes = plan(spec, status, now)
-        obs = observe(world, beat, probes.hooks, probes.metrics, rid)
+        obs = observe(world, beat, probes.hooks, probes.metrics, rid, status.phase)
         decision = step(spec, status, obs, now)
         check_tick(spec, status, obs, now, decision)
-        check_rerun(spec, decision, obs, now)
+        if status.phase is Phase.WAITING_PROMOTION and world.revision == status.last_applied_spec:
+            check_waiting_for_a_person(status, obs, decision)
+        check_rerun(spec, status, decision, obs, now)
         after = decision.status
         # at most one move (step or iteration) per analysis interval within a revision's analysis
         moved = after.phase in ANALYSING | {Phase.PROMOTING} and (

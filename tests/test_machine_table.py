@@ -30,7 +30,7 @@ from controller.rollout.decision import (
     ScaleCanary,
     SetWeights,
 )
-from controller.rollout.machine import plan, step
+from controller.rollout.machine import Probes, plan, step
 from controller.rollout.observations import RouteWeights
 from controller.rollout.phases import Hold, Phase
 from controller.rollout.spec import HookType
@@ -358,10 +358,15 @@ def test_a_timed_pause_holds_the_weight_while_looks_continue() -> None:
 def test_a_long_timed_pause_does_not_trip_the_progress_deadline() -> None:
     steps = [{"setWeight": 10}, {"pause": {"duration": "30m"}}, {"setWeight": 50}]
     run = Run(make_spec({"interval": "1m", "steps": steps}, progressDeadlineSeconds=300)).progressing()
-    for _ in range(32):
-        run.tick(advance=MINUTE)
-    assert run.status.phase in (Phase.PROGRESSING, Phase.PROMOTING)
-    assert run.status.canary_weight == 50 or run.status.phase is Phase.PROMOTING
+    assert run.tick(advance=MINUTE).status.canary_weight == 10  # the first look enters 10 % and the pause
+    for _ in range(29):  # 29 more minutes: far past the 5-minute deadline, still planned
+        decision = run.tick(advance=MINUTE)
+        assert decision.status.phase is Phase.PROGRESSING and decision.status.hold is Hold.TIMED_PAUSE
+        assert decision.status.canary_weight == 10
+    resumed = run.tick(advance=MINUTE)  # 30 minutes after the pause started
+    assert resumed.status.phase is Phase.PROGRESSING and resumed.status.canary_weight == 50
+    assert run.tick(advance=MINUTE).status.phase is Phase.PROMOTING
+    assert "ProgressDeadlineExceeded" not in reasons(run)
 
 
 def test_a_manual_pause_waits_for_promote_without_a_deadline() -> None:
@@ -798,3 +803,164 @@ def test_nothing_is_gathered_outside_the_analysis() -> None:
     run.world.revision = "v2"
     run.tick(advance=5)
     assert plan(suspended, run.status, run.now + 3600) == plan(spec, CanaryStatus(), T0)
+
+
+# --- waits for a person survive the looks that run meanwhile --------------------------------------------------------
+
+PAUSE_STEPS = [{"setWeight": 20}, {"pause": {}}, {"setWeight": 50}]
+FAILED_ONCE = Verdict(Outcome.FAIL, "request-success-rate 95.00% < 99%")
+
+
+def _paused_run() -> Run:
+    """The reviewer's repro: a manual pause at 20 %, progress deadline 10 minutes, threshold 3."""
+    spec = make_spec({"interval": "1m", "threshold": 3, "steps": PAUSE_STEPS}, progressDeadlineSeconds=600)
+    run = Run(spec).progressing()
+    paused = run.tick(advance=MINUTE)
+    assert paused.status.phase is Phase.WAITING_PROMOTION and paused.status.hold is Hold.MANUAL_PAUSE
+    return run
+
+
+def _confirm_promotion_run() -> Run:
+    spec = make_spec(
+        {"interval": "1m", "threshold": 3, "stepWeight": 100, "webhooks": hook("confirm-promotion")},
+        progressDeadlineSeconds=600,
+    )
+    run = Run(spec).progressing()
+    run.tick(advance=MINUTE)
+    waiting = run.tick(hooks=gates(False, HookType.CONFIRM_PROMOTION), advance=MINUTE)
+    assert waiting.status.phase is Phase.WAITING_PROMOTION and waiting.status.hold is Hold.CONFIRM_PROMOTION
+    return run
+
+
+WAITS = {"manual-pause": (_paused_run, Hold.MANUAL_PAUSE), "confirm-promotion": (_confirm_promotion_run, None)}
+
+
+@pytest.mark.parametrize("look", [NO_DATA, FAILED_ONCE], ids=["after-noData", "after-failed-look"])
+@pytest.mark.parametrize("wait", ["manual-pause", "confirm-promotion"])
+def test_promote_is_accepted_in_waiting_promotion_after_a_look_that_did_not_pass(wait: str, look: Verdict) -> None:
+    setup, _ = WAITS[wait]
+    run = setup()
+    closed = gates(False, HookType.CONFIRM_PROMOTION)
+    held = run.tick(verdict=look, hooks=closed, advance=MINUTE)
+    assert held.status.phase is Phase.WAITING_PROMOTION
+    # the look is recorded, but the wait for a person is still what is shown
+    assert held.status.no_data_checks + held.status.failed_checks == 1
+    assert held.status.hold is (Hold.MANUAL_PAUSE if wait == "manual-pause" else Hold.CONFIRM_PROMOTION)
+    assert "last look:" in held.status.message
+    approved = run.tick(request=request("promote", "p1"), advance=5)
+    assert "ManualRequestIgnored" not in [e.reason.value for e in approved.events]
+    assert approved.status.phase is Phase.PROGRESSING
+    moved = run.tick(hooks=closed, advance=MINUTE)
+    if wait == "manual-pause":
+        assert moved.status.canary_weight == 50
+    else:
+        assert moved.status.phase is Phase.PROMOTING
+
+
+@pytest.mark.parametrize("wait", ["manual-pause", "confirm-promotion"])
+def test_looks_without_data_during_a_wait_for_a_person_never_start_the_deadline(wait: str) -> None:
+    setup, _ = WAITS[wait]
+    run = setup()
+    closed = gates(False, HookType.CONFIRM_PROMOTION)
+    for _ in range(12):  # 12 minutes of no data, deadline 10 minutes
+        decision = run.tick(verdict=NO_DATA, hooks=closed, advance=MINUTE)
+        assert decision.status.phase is Phase.WAITING_PROMOTION, decision.status.message
+    assert run.status.no_data_checks == 12
+    assert "ProgressDeadlineExceeded" not in reasons(run)
+    assert run.tick(request=request("promote", "p1"), advance=5).status.phase is Phase.PROGRESSING
+
+
+def test_a_refused_traffic_increase_can_still_be_promoted_after_a_look_without_data() -> None:
+    spec = make_spec(
+        {"interval": "1m", "stepWeight": 20, "maxWeight": 40, "webhooks": hook("confirm-traffic-increase")},
+        progressDeadlineSeconds=300,
+    )
+    run = Run(spec).progressing()
+    opened = gates(True, HookType.CONFIRM_TRAFFIC_INCREASE)
+    closed = gates(False, HookType.CONFIRM_TRAFFIC_INCREASE)
+    assert run.tick(hooks=opened, advance=MINUTE).status.canary_weight == 20
+    refused = run.tick(hooks=closed, advance=MINUTE)
+    assert refused.status.hold is Hold.CONFIRM_TRAFFIC_INCREASE
+    for _ in range(8):  # longer than the deadline, without data
+        assert run.tick(verdict=NO_DATA, hooks=closed, advance=MINUTE).status.phase is Phase.PROGRESSING
+    assert run.status.hold is Hold.CONFIRM_TRAFFIC_INCREASE
+    approved = run.tick(request=request("promote", "p1"), advance=5)
+    assert "ManualRequestIgnored" not in [e.reason.value for e in approved.events]
+    assert run.tick(hooks=closed, advance=MINUTE).status.canary_weight == 40
+
+
+# --- a stalled promotion is not rolled back --------------------------------------------------------------------------
+
+
+def test_a_promotion_past_the_deadline_is_stalled_not_rolled_back_and_finishes_once_the_primary_is_ready() -> None:
+    run = Run(make_spec({"interval": "1m", "stepWeight": 100}, progressDeadlineSeconds=300)).progressing()
+    run.tick(advance=MINUTE)
+    run.world.primary_ready = 40
+    assert run.tick(advance=MINUTE).status.phase is Phase.PROMOTING
+    for _ in range(10):
+        decision = run.tick(advance=MINUTE)
+        assert decision.status.phase is Phase.PROMOTING
+        assert SetWeights(100, 0) not in decision.actions and ScaleCanary(up=False) not in decision.actions
+    stalled = [e for d in run.decisions for e in d.events if e.reason.value == "PromotionStalled"]
+    assert len(stalled) == 1 and stalled[0].type is EventType.WARNING
+    assert "not rolling back" in stalled[0].message.lower()
+    assert run.status.hold is Hold.PROMOTION_STALLED
+    assert run.status.condition("Stalled").status == "True"  # type: ignore[union-attr]
+    assert "ProgressDeadlineExceeded" not in reasons(run)
+    run.world.primary_ready = 100
+    assert run.tick(advance=5).status.phase is Phase.FINALISING
+    done = run.tick(advance=5)
+    assert done.status.phase is Phase.SUCCEEDED and done.status.last_promoted_spec == "v2"
+    assert done.status.condition("Stalled").status == "False"  # type: ignore[union-attr]
+
+
+# --- reverts and configs -------------------------------------------------------------------------------------------
+
+
+def test_a_revert_of_the_template_with_a_changed_config_is_a_rollout_not_a_revert() -> None:
+    run = Run(make_spec({"interval": "1m", "threshold": 1, "stepWeight": 100}), World(configs={"configmap/a": "c1"}))
+    run.progressing()
+    run.tick(verdict=FAIL, advance=MINUTE)
+    run.tick(verdict=FAIL, advance=MINUTE)
+    assert run.status.phase is Phase.FAILED
+    run.world.revision, run.world.configs = "v1", {"configmap/a": "c2"}  # template back, config changed
+    decision = run.tick(advance=5)
+    assert decision.status.phase is Phase.PROGRESSING
+    assert "RevertDetected" not in reasons(run)
+    run.until_phase("Succeeded")
+    assert dict(run.status.promoted_configs) == {"configmap/a": "c2"}
+
+
+def test_a_revert_of_both_template_and_configs_is_detected() -> None:
+    run = Run(make_spec({"interval": "1m", "threshold": 1, "stepWeight": 100}), World(configs={"configmap/a": "c1"}))
+    run.progressing()
+    run.world.configs = {"configmap/a": "c2"}
+    run.tick(advance=5)  # restarts the analysis of v2 with c2
+    run.tick(verdict=FAIL, advance=MINUTE)
+    run.tick(verdict=FAIL, advance=MINUTE)
+    assert run.status.phase is Phase.FAILED
+    run.world.revision, run.world.configs = "v1", {"configmap/a": "c1"}
+    assert run.tick(advance=5).status.phase is Phase.SUCCEEDED
+    assert "RevertDetected" in reasons(run)
+
+
+# --- nothing is gathered for a canary that is not ready -------------------------------------------------------------
+
+
+def test_no_looks_or_hooks_are_asked_for_while_the_canary_is_not_ready() -> None:
+    hooks = hook("pre-rollout", "rollout", "confirm-promotion")
+    run = Run(make_spec({"interval": "1m", "stepWeight": 50, "webhooks": hooks}, progressDeadlineSeconds=600))
+    run.progressing()
+    run.world.canary_ready = 10
+    run.tick(advance=MINUTE)  # finds the canary not ready (the look planned for it is not run)
+    assert run.status.hold is Hold.CANARY_NOT_READY and run.status.step_index == 0
+    for gap in (2.0, MINUTE, MINUTE):
+        assert plan(run.spec, run.status, run.now + gap) == Probes()  # no queries, no webhook calls
+        run.tick(advance=gap)
+    run.world.canary_ready = 100
+    run.tick(advance=2)  # sees it ready; the look runs with what the next plan gathers
+    probes = plan(run.spec, run.status, run.now + 2)
+    assert probes.hooks == (HookType.PRE_ROLLOUT,)
+    first = run.tick(hooks=gates(True, HookType.PRE_ROLLOUT), advance=2)
+    assert first.status.canary_weight == 50 and first.status.failed_checks == 0
+    assert HookType.PRE_ROLLOUT not in plan(run.spec, run.status, run.now + MINUTE).hooks

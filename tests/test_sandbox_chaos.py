@@ -7,6 +7,7 @@ checkers themselves are tested first on records with known faults, so a clean ch
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 from controller.kube.errors import ApiConflict
-from controller.operator.announce import notifications_to_send, record_events, tick_origin
+from controller.operator.announce import from_outbox, notifications_to_send, outbox_entry, record_events, tick_origin
 from controller.operator.context import OperatorConfig
 from controller.rollout.decision import Event, EventType, Reason
 from controller.rollout.phases import Phase
@@ -152,3 +153,15 @@ def test_twenty_kills_during_rollouts_change_nothing_a_user_can_see() -> None:
     assert tally["events checked"] >= 5 * tally["rollouts"]  # the checks saw real Events …
     assert tally["notifications checked"] >= 2 * tally["rollouts"]  # … and real messages
     assert report.operator_starts == tally["kills"] + 1
+
+
+def test_the_outbox_round_trips_a_ticks_events_and_their_notification_keys() -> None:
+    events = (
+        Event(EventType.WARNING, Reason.HALTED, "Halt podinfo advancement"),
+        Event(EventType.NORMAL, Reason.ADVANCED, "Advance podinfo canary weight 20"),
+    )
+    entry = outbox_entry("origin-1", events, [(events[0], "key-1")])
+    assert json.loads(json.dumps(entry)) == entry  # status can hold it
+    assert from_outbox(entry) == ("origin-1", list(events), [(events[0], "key-1")])
+    broken = {"origin": "o", "events": [{"type": "Normal", "reason": "NoSuchReason", "message": "?"}]}
+    assert from_outbox(broken) == ("o", [], [])

@@ -13,9 +13,10 @@ from typing import Any
 
 import kopf
 
-from controller.handlers.canary import _target_key, _write, owner_conflict
+from controller.handlers.canary import _target_key, _write, body_is_current, note_write, owner_conflict
 from controller.operator.context import OperatorContext
 from controller.operator.reconcile import reconcile
+from controller.operator.specs import forget_spec
 from controller.rollout.kinds import BLUEGREEN
 
 GROUP, VERSION, PLURAL = "coalmine.dev", "v1alpha1", "bluegreens"
@@ -73,10 +74,13 @@ def register(registry: kopf.OperatorRegistry, tick_seconds: float) -> None:
         **_: Any,
     ) -> None:
         ctx: OperatorContext = memo["ctx"]
+        if not body_is_current(ctx, body):
+            return
         started = time.monotonic()
         conflict = bluegreen_conflict(body, bluegreens_by_target, canaries_by_target)
         result = await reconcile(ctx, body, time.time(), conflict=conflict, strategy=BLUEGREEN)
         _write(patch, result, body.get("status") or {})
+        note_write(ctx, body, patch)
         meta = body.get("metadata") or {}
         status = {**dict(body.get("status") or {}), **(result.status_patch or {})}
         workload = (body.get("spec") or {}).get("targetRef", {}).get("name")
@@ -92,4 +96,6 @@ def register(registry: kopf.OperatorRegistry, tick_seconds: float) -> None:
         if not result.released:
             raise kopf.TemporaryError("restoring the target before the BlueGreen goes", delay=ctx.config.tick_seconds)
         meta = body.get("metadata") or {}
+        ctx.pending_writes.pop(str(meta.get("uid", "")), None)
+        forget_spec(ctx, BLUEGREEN, body)
         ctx.metrics.forget(KIND, meta["name"], meta["namespace"])

@@ -25,31 +25,34 @@ from controller.rollout.bluegreen_phases import (
     GATE_PREVIEW,
     ON,
     finalising,
+    person_wait,
     post_promotion_running,
     pre_promotion,
+    primary_changed,
     promoting,
     waiting_promotion,
 )
 from controller.rollout.bluegreen_requests import handle_bluegreen_request
 from controller.rollout.bluegreen_spec import BlueGreenSpec
-from controller.rollout.conditions import derive_conditions
-from controller.rollout.decision import Decision, Reason, ReleaseFinalizer, RestoreOnDelete, SetWeights
+from controller.rollout.decision import Decision, Reason, SetWeights
 from controller.rollout.judging import policy_from_spec
 from controller.rollout.machine import (
     DEADLINE_PHASES,
     Probes,
-    _check_deadline,
     _detect_revision,
     _initialize,
     _steady,
     _waiting,
+    check_deadline,
+    finish,
+    terminate,
 )
 from controller.rollout.moves import (
     APPROVED,
     GATE_CONFIRM_PROMOTION,
     GATE_POST_ROLLOUT,
     PENDING,
-    effective_deadline,
+    gathering_paused,
     has_hooks,
     is_first_look,
     look_due,
@@ -57,7 +60,7 @@ from controller.rollout.moves import (
     waiting_phase_hooks,
 )
 from controller.rollout.observations import Observations
-from controller.rollout.phases import Hold, Phase, is_human_hold
+from controller.rollout.phases import Hold, Phase
 from controller.rollout.spec import HookType
 from controller.rollout.status import CanaryStatus
 from controller.rollout.tick import Tick, start_progressing
@@ -76,7 +79,7 @@ def plan(spec: BlueGreenSpec, status: CanaryStatus, now: float) -> Probes:
     if phase is Phase.WAITING:
         return Probes(hooks=waiting_phase_hooks(view, status, now))
     if _looking(spec, status):
-        if status.paused_by_user or not look_due(view, status, now):
+        if status.paused_by_user or gathering_paused(status) or not look_due(view, status, now):
             return Probes()
         hooks: list[HookType] = []
         if has_hooks(view, HookType.ROLLBACK):
@@ -120,7 +123,7 @@ def step(spec: BlueGreenSpec, status: CanaryStatus, obs: Observations, now: floa
     """Pure: the BlueGreen semantics of docs/bluegreen.md for one tick."""
     tick = Tick(spec.canary, status, obs, now)
     if obs.deleting:
-        _terminate(tick)
+        terminate(tick, "BlueGreen")
     elif spec.canary.suspend:
         if status.phase in DEADLINE_PHASES:
             tick.update(progress_time=now)
@@ -141,7 +144,7 @@ def _run(tick: Tick, spec: BlueGreenSpec) -> None:
         return
     if not tick.obs.target.exists and phase not in (Phase.PROMOTING, Phase.FINALISING):
         tick.hold(Hold.TARGET_MISSING, f"Target {tick.target} not found", Reason.TARGET_MISSING, warning=True)
-        _check_deadline(tick)
+        _check_deadline(tick, spec)
         return
     if tick.status.hold is Hold.TARGET_MISSING:
         tick.update(hold=None)
@@ -149,7 +152,14 @@ def _run(tick: Tick, spec: BlueGreenSpec) -> None:
     handle_bluegreen_request(tick, spec)
     _RULES[tick.status.phase](tick, spec)
     if tick.status.progress_time != tick.now:
-        _check_deadline(tick)
+        _check_deadline(tick, spec)
+
+
+def _check_deadline(tick: Tick, spec: BlueGreenSpec) -> None:
+    """The Canary's deadline rule; until blue takes green's spec a rollback is one route write back to blue."""
+    wait = person_wait(spec, tick.status, tick.now)
+    changed = primary_changed(spec, tick.status)
+    check_deadline(tick, None if wait is None else wait[0], primary_changed=changed)
 
 
 def _new_revision(tick: Tick, spec: BlueGreenSpec) -> None:
@@ -182,40 +192,6 @@ def _new_revision(tick: Tick, spec: BlueGreenSpec) -> None:
         )
 
 
-def _terminate(tick: Tick) -> None:
-    """Deletion: with ``revertOnDeletion`` give the target its traffic back before letting the BlueGreen go."""
-    status, view = tick.status, tick.spec
-    if status.phase is Phase.TERMINATED:
-        tick.act(ReleaseFinalizer())
-        return
-    if not view.revert_on_deletion or not status.last_promoted_spec:
-        tick.enter(Phase.TERMINATED, Reason.TERMINATED, f"BlueGreen for {tick.target} deleted")
-        tick.act(ReleaseFinalizer())
-        return
-    if status.phase is not Phase.TERMINATING:
-        tick.enter(
-            Phase.TERMINATING,
-            Reason.TERMINATING,
-            f"BlueGreen deleted: restoring {tick.target} and its routes (revertOnDeletion)",
-        )
-    tick.act(RestoreOnDelete())
-    if tick.obs.canary_ready_percent >= view.analysis.canary_ready_threshold:
-        tick.enter(Phase.TERMINATED, Reason.TERMINATED, f"{tick.target} restored; BlueGreen deleted")
-        tick.act(ReleaseFinalizer())
-        return
-    since = status.progress_time if status.progress_time is not None else tick.now
-    if tick.now - since > effective_deadline(view):
-        tick.enter(
-            Phase.TERMINATED,
-            Reason.PROGRESS_DEADLINE_EXCEEDED,
-            f"Progress deadline exceeded while restoring {tick.target}; releasing the BlueGreen anyway",
-            warning=True,
-        )
-        tick.act(ReleaseFinalizer())
-        return
-    tick.hold(Hold.CANARY_NOT_READY, f"Waiting for {tick.target} to be restored")
-
-
 def desired_routes(spec: BlueGreenSpec, status: CanaryStatus) -> SetWeights | None:
     """The routes the VirtualService should hold for this status (None where Coalmine does not own them)."""
     if status.phase in (Phase.INITIALIZING, Phase.TERMINATING, Phase.TERMINATED) or not status.last_promoted_spec:
@@ -230,26 +206,9 @@ def desired_routes(spec: BlueGreenSpec, status: CanaryStatus) -> SetWeights | No
 
 
 def _finish(tick: Tick, spec: BlueGreenSpec) -> None:
-    """Bookkeeping every tick shares: freeze the deadline in human waits, heal drifted routes, conditions."""
-    status, obs = tick.status, tick.obs
-    if status.paused_by_user or is_human_hold(status.hold):
-        tick.update(progress_time=tick.now)
-    routed = any(isinstance(action, SetWeights) for action in tick.actions)
-    desired = None if obs.deleting or routed else desired_routes(spec, status)
-    if desired is not None:
-        seen = obs.routes
-        if seen is None:
-            tick.act(desired)
-            tick.warn(Reason.ROUTES_DRIFTED, f"Routes for {tick.target} not found; recreating them")
-        elif (seen.primary, seen.canary) != (desired.primary, desired.canary):
-            tick.act(desired)
-            tick.warn(
-                Reason.ROUTES_DRIFTED,
-                f"Routes for {tick.target} drifted to {seen.primary}/{seen.canary}; "
-                f"restoring {desired.primary}/{desired.canary}",
-            )
-    generation = obs.generation or status.observed_generation
-    tick.update(observed_generation=generation, conditions=derive_conditions(tick.status, tick.now, generation))
+    wait = person_wait(spec, tick.status, tick.now)
+    desired = None if tick.obs.deleting else desired_routes(spec, tick.status)
+    finish(tick, None if wait is None else wait[0], "" if wait is None else wait[1], desired)
 
 
 def _steady_rule(tick: Tick, spec: BlueGreenSpec) -> None:

@@ -18,10 +18,12 @@ from controller.rollout.looks import _failed_check, _hook_failed
 from controller.rollout.moves import (
     APPROVED,
     GATE_CONFIRM_PROMOTION,
+    GATE_CONFIRM_ROLLOUT,
     GATE_POST_ROLLOUT,
     GATE_PRE_ROLLOUT,
     PASSED,
     PENDING,
+    gathering_paused,
     has_hooks,
     is_first_look,
     look_due,
@@ -61,7 +63,7 @@ def _green_ready(tick: Tick) -> bool:
         )
         return False
     if tick.status.hold is Hold.CANARY_NOT_READY:
-        tick.update(hold=None)
+        tick.update(hold=None, message="")
     return True
 
 
@@ -143,6 +145,8 @@ def pre_promotion(tick: Tick, spec: BlueGreenSpec) -> None:
     """Progressing: green scales up, then one look per interval until the pre-promotion analysis passed."""
     if not _green_ready(tick) or tick.status.paused_by_user or not look_due(tick.spec, tick.status, tick.now):
         return
+    if gathering_paused(tick.start):
+        return  # plan() gathered nothing for a green the previous tick found not ready: look next tick
     if is_first_look(tick.status):
         _first_look(tick, spec)
         return
@@ -166,36 +170,60 @@ def pre_promotion(tick: Tick, spec: BlueGreenSpec) -> None:
     _pre_promotion_passed(tick, spec)
 
 
-def _switch_allowed(tick: Tick, spec: BlueGreenSpec) -> tuple[bool, Hold, str]:
-    """Whether traffic may switch now; otherwise the hold and message that say what it waits for."""
-    status, auto = tick.status, spec.auto_promotion
+def switch_wait(spec: BlueGreenSpec, status: CanaryStatus, now: float) -> tuple[bool, Hold, str]:
+    """Whether traffic may switch now; otherwise the hold and message that say what it waits for. Pure, so the
+    deadline and ``promote`` read the wait from phase, gates and clock rather than from the last look's hold."""
+    auto, target = spec.auto_promotion, spec.canary.target_ref.name
     if status.promote_full or status.gates.get(MANUAL_SWITCH) == APPROVED:
         return True, Hold.MANUAL_PAUSE, ""
     if not auto.enabled:
         return (
             False,
             Hold.MANUAL_PAUSE,
-            f"Pre-promotion analysis passed: waiting for `kubectl coalmine promote {tick.target}` to switch "
+            f"Pre-promotion analysis passed: waiting for `kubectl coalmine promote {target}` to switch "
             "all traffic to green",
         )
-    if has_hooks(tick.spec, HookType.CONFIRM_PROMOTION) and status.gates.get(GATE_CONFIRM_PROMOTION) != APPROVED:
-        return False, Hold.CONFIRM_PROMOTION, f"Halt {tick.target} switch waiting for promotion approval"
-    since = status.last_transition_time if status.phase is Phase.WAITING_PROMOTION else tick.now
-    remaining = auto.after_s - (tick.now - (since if since is not None else tick.now))
+    if has_hooks(spec.canary, HookType.CONFIRM_PROMOTION) and status.gates.get(GATE_CONFIRM_PROMOTION) != APPROVED:
+        return False, Hold.CONFIRM_PROMOTION, f"Halt {target} switch waiting for promotion approval"
+    since = status.last_transition_time if status.phase is Phase.WAITING_PROMOTION else now
+    remaining = auto.after_s - (now - (since if since is not None else now))
     if remaining > 0:
-        return False, Hold.TIMED_PAUSE, f"Switching all traffic to green {tick.target} in {format_duration(remaining)}"
+        return False, Hold.TIMED_PAUSE, f"Switching all traffic to green {target} in {format_duration(remaining)}"
     return True, Hold.TIMED_PAUSE, ""
 
 
+def person_wait(spec: BlueGreenSpec, status: CanaryStatus, now: float) -> tuple[Hold, str] | None:
+    """The person a BlueGreen waits for (user pause, confirm-rollout, or the switch in WaitingPromotion), if any."""
+    target = spec.canary.target_ref.name
+    if status.paused_by_user:
+        return Hold.USER_PAUSE, f"Rollout of {target} paused by a manual request; resume it to continue"
+    if status.phase is Phase.WAITING:
+        if has_hooks(spec.canary, HookType.CONFIRM_ROLLOUT) and status.gates.get(GATE_CONFIRM_ROLLOUT) != APPROVED:
+            return Hold.CONFIRM_ROLLOUT, f"Halt {target} advancement waiting for approval"
+        return None
+    if status.phase is Phase.WAITING_PROMOTION:
+        allowed, hold, message = switch_wait(spec, status, now)
+        if not allowed and hold in (Hold.MANUAL_PAUSE, Hold.CONFIRM_PROMOTION):
+            return hold, message
+    return None
+
+
+def primary_changed(spec: BlueGreenSpec, status: CanaryStatus) -> bool:
+    """Blue has been given green's spec: from here a rollback would route everyone to the new revision."""
+    return status.phase is Phase.FINALISING or (
+        status.phase is Phase.PROMOTING and status.gates.get(GATE_POST_PROMOTION) == PASSED
+    )
+
+
 def _pre_promotion_passed(tick: Tick, spec: BlueGreenSpec) -> None:
-    allowed, hold, message = _switch_allowed(tick, spec)
+    allowed, hold, message = switch_wait(spec, tick.status, tick.now)
     if allowed:
         _switch(tick, spec)
         return
     tick.enter(Phase.WAITING_PROMOTION, Reason.WAITING_PROMOTION, message)
     tick.update(hold=hold)
     # The timer starts now, so re-evaluate with the phase's own clock.
-    _, hold, message = _switch_allowed(tick, spec)
+    _, hold, message = switch_wait(spec, tick.status, tick.now)
     tick.update(hold=hold, message=message)
 
 
@@ -203,7 +231,7 @@ def waiting_promotion(tick: Tick, spec: BlueGreenSpec) -> None:
     """WaitingPromotion: looks keep running on the preview; switch once the timer, a hook or a person allows."""
     if not _green_ready(tick) or tick.status.paused_by_user:
         return
-    if look_due(tick.spec, tick.status, tick.now):
+    if look_due(tick.spec, tick.status, tick.now) and not gathering_paused(tick.start):
         passed, _ = _look(tick)
         if not passed:
             return
@@ -211,7 +239,7 @@ def waiting_promotion(tick: Tick, spec: BlueGreenSpec) -> None:
         if outcome is not None and outcome.passed:
             tick.update(gates={**tick.status.gates, GATE_CONFIRM_PROMOTION: APPROVED})
             tick.note(Reason.PROMOTION_APPROVED, f"Confirm-promotion check passed for {tick.target}")
-    allowed, hold, message = _switch_allowed(tick, spec)
+    allowed, hold, message = switch_wait(spec, tick.status, tick.now)
     if allowed:
         _switch(tick, spec)
         return
@@ -260,7 +288,7 @@ def promoting(tick: Tick, spec: BlueGreenSpec) -> None:
     if status.paused_by_user:
         return
     if post_promotion_running(spec, status):
-        if not _green_ready(tick) or not look_due(tick.spec, status, tick.now):
+        if not _green_ready(tick) or not look_due(tick.spec, status, tick.now) or gathering_paused(tick.start):
             return
         passed, _ = _look(tick)
         if not passed:
@@ -280,6 +308,8 @@ def promoting(tick: Tick, spec: BlueGreenSpec) -> None:
     analysis = tick.spec.analysis
     copied = obs.primary_revision == status.last_applied_spec
     if not (copied and obs.primary_updated and obs.primary_ready_percent >= analysis.primary_ready_threshold):
+        if status.hold is Hold.PROMOTION_STALLED:
+            return  # past the deadline: keep saying so (and the Stalled condition) until blue is ready
         tick.hold(
             Hold.PRIMARY_NOT_READY,
             f"Waiting for blue {tick.target}-primary to roll out the promoted spec "
@@ -313,6 +343,7 @@ def finalising(tick: Tick, spec: BlueGreenSpec) -> None:
         canary_weight=0,
         mirrored=False,
         last_promoted_spec=tick.status.last_applied_spec,
+        promoted_configs=dict(tick.status.tracked_configs),
         gates={**tick.status.gates, GATE_POST_ROLLOUT: PENDING},
         paused_by_user=False,
     )
@@ -328,8 +359,11 @@ __all__ = [
     "GATE_PREVIEW",
     "ON",
     "finalising",
+    "person_wait",
     "post_promotion_running",
     "pre_promotion",
+    "primary_changed",
     "promoting",
+    "switch_wait",
     "waiting_promotion",
 ]

@@ -2,12 +2,13 @@
 
 Flagger users (and its Argo CD health checks) read ``Promoted``; generic tooling (``kubectl wait``, Flux, kstatus,
 Argo CD) reads ``Ready`` with the abnormal-true ``Reconciling`` and ``Stalled``. ``lastTransitionTime`` only moves
-when a condition's status changes, as Kubernetes conventions require.
+when a condition's status changes, as Kubernetes conventions require. ``Stalled`` is also True while a promotion
+is stalled past the progress deadline (``hold: PromotionStalled``): it needs a person, but is not rolled back.
 """
 
 from __future__ import annotations
 
-from controller.rollout.phases import Phase, is_in_progress
+from controller.rollout.phases import Hold, Phase, is_in_progress
 from controller.rollout.status import CanaryStatus, Condition, format_time
 
 _PROMOTED_MESSAGES = {
@@ -45,7 +46,7 @@ def derive_conditions(status: CanaryStatus, now: float, generation: int) -> tupl
         ("Promoted", _promoted(phase), _PROMOTED_MESSAGES[phase]),
         ("Ready", _ready(phase), message),
         ("Reconciling", "True" if is_in_progress(phase) else "False", message),
-        ("Stalled", "True" if phase is Phase.FAILED else "False", message),
+        ("Stalled", "True" if phase is Phase.FAILED or status.hold is Hold.PROMOTION_STALLED else "False", message),
     )
     stamp = format_time(float(int(now)))  # Kubernetes' metav1.Time has whole seconds
     result = []

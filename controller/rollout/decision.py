@@ -99,6 +99,7 @@ class Reason(StrEnum):
     ROLLBACK_REQUESTED = "RollbackRequested"
     ABORTED = "Aborted"
     PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+    PROMOTION_STALLED = "PromotionStalled"
     USER_PAUSED = "UserPaused"
     USER_RESUMED = "UserResumed"
     PROMOTE_FULL = "PromoteFullRequested"

@@ -17,9 +17,12 @@ from controller.rollout.moves import (
     GATE_PRE_ROLLOUT,
     PASSED,
     PENDING,
+    REFUSED,
     MoveKind,
     ab_mode,
     canary_has_traffic,
+    confirm_promotion_pending,
+    gathering_paused,
     has_hooks,
     is_first_look,
     look_due,
@@ -47,11 +50,13 @@ def analyse(tick: Tick) -> None:
         )
         return
     if tick.status.hold is Hold.CANARY_NOT_READY:
-        tick.update(hold=None)
+        tick.update(hold=None, message="")
+    # plan() gathered nothing for a canary the previous tick found not ready, so the look waits one more tick.
+    gathered = not gathering_paused(tick.start)
     if spec.skip_analysis:
         begin_promotion(tick, skipped=True)
         return
-    if tick.status.paused_by_user or not look_due(spec, tick.status, tick.now):
+    if tick.status.paused_by_user or not look_due(spec, tick.status, tick.now) or not gathered:
         return
     _look(tick)
 
@@ -171,6 +176,7 @@ def _traffic_increase_open(tick: Tick) -> bool:
     outcome = tick.obs.hooks.get(HookType.CONFIRM_TRAFFIC_INCREASE)
     if outcome is not None and outcome.passed:
         return True
+    tick.update(gates={**status.gates, traffic_gate(status.step_index): REFUSED})
     tick.hold(
         Hold.CONFIRM_TRAFFIC_INCREASE,
         f"Halt {tick.target} advancement waiting for traffic increase approval",
@@ -222,11 +228,7 @@ def _try_promote(tick: Tick, verdict: Verdict | None) -> None:
         why = verdict.hold_reason or "the judge has not shown the canary to be within tolerance yet"
         tick.hold(Hold.EVIDENCE, f"Holding {tick.target} before promotion: {why}", Reason.EVIDENCE_HOLD)
         return
-    if (
-        has_hooks(spec, HookType.CONFIRM_PROMOTION)
-        and not status.promote_full
-        and status.gates.get(GATE_CONFIRM_PROMOTION) != APPROVED
-    ):
+    if confirm_promotion_pending(spec, status):
         outcome = tick.obs.hooks.get(HookType.CONFIRM_PROMOTION)
         if outcome is None or not outcome.passed:
             message = f"Halt {tick.target} advancement waiting for promotion approval"
@@ -248,6 +250,8 @@ def promoting(tick: Tick) -> None:
     copied = obs.primary_revision == status.last_applied_spec
     ready = copied and obs.primary_updated and obs.primary_ready_percent >= spec.analysis.primary_ready_threshold
     if not ready:
+        if status.hold is Hold.PROMOTION_STALLED:
+            return  # the deadline passed: keep saying so (and the Stalled condition) until the primary is ready
         tick.hold(
             Hold.PRIMARY_NOT_READY,
             f"Waiting for {tick.target}-primary to roll out the promoted spec "
@@ -280,6 +284,7 @@ def finalising(tick: Tick) -> None:
         canary_weight=0,
         mirrored=False,
         last_promoted_spec=tick.status.last_applied_spec,
+        promoted_configs=dict(tick.status.tracked_configs),
         gates={**tick.status.gates, GATE_POST_ROLLOUT: PENDING},
         paused_by_user=False,
     )

@@ -36,13 +36,15 @@ from controller.rollout.moves import (
     PENDING,
     analysing_hooks,
     effective_deadline,
+    gathering_paused,
     has_hooks,
+    human_wait,
     look_due,
     metrics_due,
     waiting_phase_hooks,
 )
 from controller.rollout.observations import Observations
-from controller.rollout.phases import ANALYSING, Hold, Phase, is_human_hold
+from controller.rollout.phases import ANALYSING, WORLD_HOLDS, Hold, Phase
 from controller.rollout.requests import handle_request
 from controller.rollout.spec import CanarySpec, HookType
 from controller.rollout.status import CanaryStatus
@@ -75,7 +77,7 @@ def plan(spec: CanarySpec, status: CanaryStatus, now: float) -> Probes:
     if phase is Phase.WAITING:
         return Probes(hooks=waiting_phase_hooks(spec, status, now))
     if phase in ANALYSING:
-        if spec.skip_analysis or status.paused_by_user or not look_due(spec, status, now):
+        if spec.skip_analysis or status.paused_by_user or gathering_paused(status) or not look_due(spec, status, now):
             return Probes()
         metrics = metrics_due(spec, status)
         start = status.last_analysis_time
@@ -99,7 +101,7 @@ def step(spec: CanarySpec, status: CanaryStatus, obs: Observations, now: float) 
     """Pure: Flagger's canary semantics plus Coalmine's (see docs/phases.md) for one tick."""
     tick = Tick(spec, status, obs, now)
     if obs.deleting:
-        _terminate(tick)
+        terminate(tick)
     elif spec.suspend:
         # Frozen: no actions, no Events, and the deadline clock does not run while suspended.
         if status.phase in DEADLINE_PHASES:
@@ -121,7 +123,7 @@ def _run(tick: Tick) -> None:
         return
     if not tick.obs.target.exists and phase not in (Phase.PROMOTING, Phase.FINALISING):
         tick.hold(Hold.TARGET_MISSING, f"Target {tick.target} not found", Reason.TARGET_MISSING, warning=True)
-        _check_deadline(tick)
+        _check_canary_deadline(tick)
         return
     if tick.status.hold is Hold.TARGET_MISSING:
         tick.update(hold=None)
@@ -130,7 +132,12 @@ def _run(tick: Tick) -> None:
     _PHASE_RULES[tick.status.phase](tick)
     # Checked after the phase's rule, so a late tick that does make progress is not punished for being late.
     if tick.status.progress_time != tick.now:
-        _check_deadline(tick)
+        _check_canary_deadline(tick)
+
+
+def _check_canary_deadline(tick: Tick) -> None:
+    primary_changed = tick.status.phase in (Phase.PROMOTING, Phase.FINALISING)
+    check_deadline(tick, human_wait(tick.spec, tick.status, tick.now), primary_changed=primary_changed)
 
 
 def _initialize(tick: Tick) -> None:
@@ -139,7 +146,7 @@ def _initialize(tick: Tick) -> None:
         tick.enter(Phase.INITIALIZING, Reason.INITIALIZING, f"New Deployment {tick.target} detected, initializing")
     if not obs.target.exists:
         tick.hold(Hold.TARGET_MISSING, f"Target {tick.target} not found", Reason.TARGET_MISSING, warning=True)
-        _check_deadline(tick)
+        check_deadline(tick, None, primary_changed=False)
         return
     # Remember which revision is being initialized, so a failed initialization is retried only for a new one.
     tick.update(last_applied_spec=obs.target.pod_template_hash, tracked_configs=dict(obs.target.tracked_configs))
@@ -150,13 +157,14 @@ def _initialize(tick: Tick) -> None:
             Hold.PRIMARY_NOT_READY,
             f"Waiting for {tick.target}-primary to become ready ({obs.primary_ready_percent:g}%)",
         )
-        _check_deadline(tick)
+        check_deadline(tick, None, primary_changed=False)
         return
     revision = obs.target.pod_template_hash
     tick.update(
         last_applied_spec=revision,
         last_promoted_spec=revision,
         tracked_configs=dict(obs.target.tracked_configs),
+        promoted_configs=dict(obs.target.tracked_configs),
         gates={},
     )
     tick.set_weights(100, 0)
@@ -181,7 +189,8 @@ def _detect_revision(tick: Tick) -> None:
             tick, Reason.ANALYSIS_RESTARTED, f"New revision detected! Restarting analysis for {tick.target}"
         )
         return
-    reverted = revision == status.last_promoted_spec and revision != status.last_applied_spec
+    # A revert brings back exactly what the primary runs: its pod template *and* its tracked configs.
+    reverted = revision == status.last_promoted_spec and configs == dict(status.promoted_configs)
     if reverted:
         reset_for_revision(tick, keep_approval=False)
         tick.enter(
@@ -203,10 +212,16 @@ def _detect_revision(tick: Tick) -> None:
     start_progressing(tick, Reason.NEW_REVISION, f"New revision detected! Scaling up {tick.target}")
 
 
-def _check_deadline(tick: Tick) -> None:
-    """Roll back (or fail the initialization) once nothing has progressed for the deadline; human waits excluded."""
+def check_deadline(tick: Tick, wait: Hold | None, *, primary_changed: bool) -> None:
+    """Roll back (or fail the initialization) once nothing has progressed for the deadline.
+
+    ``wait``: the person the rollout waits for (:func:`~controller.rollout.moves.human_wait`); the deadline does not
+    run then. ``primary_changed``: the primary already has the promoted template, so a rollback would route all
+    traffic to the new revision: instead the rollout is marked stalled (one Warning, kstatus ``Stalled``) and
+    carries on as soon as the primary is ready.
+    """
     status, now = tick.status, tick.now
-    if status.phase not in DEADLINE_PHASES or status.paused_by_user or is_human_hold(status.hold):
+    if status.phase not in DEADLINE_PHASES or wait is not None:
         return
     since = status.progress_time if status.progress_time is not None else status.last_transition_time
     if since is None:
@@ -223,6 +238,15 @@ def _check_deadline(tick: Tick) -> None:
             f"Progress deadline exceeded: {tick.target} not initialized after {waited}{why}",
             warning=True,
         )
+        return
+    if primary_changed:
+        if status.hold is not Hold.PROMOTION_STALLED:
+            message = (
+                f"Promotion of {tick.target} stalled: no progress for {waited}{why}. Not rolling back, because "
+                f"{tick.target}-primary already has the promoted template; the promotion continues once it is ready"
+            )
+            tick.warn(Reason.PROMOTION_STALLED, message)
+            tick.update(hold=Hold.PROMOTION_STALLED, message=message)
         return
     rollback(
         tick,
@@ -263,25 +287,26 @@ def _steady(tick: Tick) -> None:
     tick.update(gates={**status.gates, GATE_POST_ROLLOUT: DONE})
 
 
-def _terminate(tick: Tick) -> None:
-    """Deletion: with ``revertOnDeletion`` give the target its traffic back before letting the Canary go."""
+def terminate(tick: Tick, kind: str = "Canary") -> None:
+    """Deletion of a ``kind`` (Canary, BlueGreen): with ``revertOnDeletion`` give the target its traffic back
+    before letting it go."""
     status, spec = tick.status, tick.spec
     if status.phase is Phase.TERMINATED:
         tick.act(ReleaseFinalizer())
         return
     if not spec.revert_on_deletion or not status.last_promoted_spec:
-        tick.enter(Phase.TERMINATED, Reason.TERMINATED, f"Canary for {tick.target} deleted")
+        tick.enter(Phase.TERMINATED, Reason.TERMINATED, f"{kind} for {tick.target} deleted")
         tick.act(ReleaseFinalizer())
         return
     if status.phase is not Phase.TERMINATING:
         tick.enter(
             Phase.TERMINATING,
             Reason.TERMINATING,
-            f"Canary deleted: restoring {tick.target} and its routes (revertOnDeletion)",
+            f"{kind} deleted: restoring {tick.target} and its routes (revertOnDeletion)",
         )
     tick.act(RestoreOnDelete())
     if tick.obs.canary_ready_percent >= spec.analysis.canary_ready_threshold:
-        tick.enter(Phase.TERMINATED, Reason.TERMINATED, f"{tick.target} restored; Canary deleted")
+        tick.enter(Phase.TERMINATED, Reason.TERMINATED, f"{tick.target} restored; {kind} deleted")
         tick.act(ReleaseFinalizer())
         return
     since = tick.status.progress_time if tick.status.progress_time is not None else tick.now
@@ -289,7 +314,7 @@ def _terminate(tick: Tick) -> None:
         tick.enter(
             Phase.TERMINATED,
             Reason.PROGRESS_DEADLINE_EXCEEDED,
-            f"Progress deadline exceeded while restoring {tick.target}; releasing the Canary anyway",
+            f"Progress deadline exceeded while restoring {tick.target}; releasing the {kind} anyway",
             warning=True,
         )
         tick.act(ReleaseFinalizer())
@@ -298,13 +323,37 @@ def _terminate(tick: Tick) -> None:
 
 
 def _finish(tick: Tick) -> None:
-    """Bookkeeping every tick shares: freeze the deadline in human waits, heal drifted routes, conditions."""
+    wait = human_wait(tick.spec, tick.status, tick.now)
+    text = wait_message(tick, wait) if wait is not None else ""
+    desired = None if tick.obs.deleting else desired_routes(tick.spec, tick.status)
+    finish(tick, wait, text, desired)
+
+
+def wait_message(tick: Tick, wait: Hold) -> str:
+    """What ``status.message`` says while the rollout waits for a person (shown before the latest look's news)."""
+    target = tick.target
+    texts = {
+        Hold.MANUAL_PAUSE: f"Paused at step {tick.status.step_index}: waiting for `kubectl coalmine promote {target}`",
+        Hold.CONFIRM_PROMOTION: f"Halt {target} advancement waiting for promotion approval",
+        Hold.CONFIRM_TRAFFIC_INCREASE: f"Halt {target} advancement waiting for traffic increase approval",
+        Hold.CONFIRM_ROLLOUT: f"Halt {target} advancement waiting for approval",
+        Hold.USER_PAUSE: f"Rollout of {target} paused by a manual request; resume it to continue",
+    }
+    return texts.get(wait, f"Waiting for a person ({wait})")
+
+
+def finish(tick: Tick, wait: Hold | None, wait_text: str, desired: SetWeights | None) -> None:
+    """Bookkeeping every tick shares (Canary and BlueGreen): freeze the deadline and show the wait while a person
+    is awaited, heal drifted routes towards ``desired``, derive the conditions."""
     status, obs = tick.status, tick.obs
-    if status.paused_by_user or is_human_hold(status.hold):
+    if wait is not None:
         tick.update(progress_time=tick.now)
+        # A look during the wait rewrites the hold; the wait is still what holds the rollout, so show it first.
+        if status.hold is not wait and status.hold not in WORLD_HOLDS:
+            news = f"; last look: {status.message}" if status.hold is not None and status.message else ""
+            tick.update(hold=wait, message=wait_text + news)
     routed = any(isinstance(action, SetWeights) for action in tick.actions)
-    desired = None if obs.deleting or routed else desired_routes(tick.spec, status)
-    if desired is not None:
+    if desired is not None and not routed:
         seen = obs.routes
         if seen is None:
             tick.act(desired)
@@ -337,4 +386,4 @@ _PHASE_RULES: dict[Phase, Callable[[Tick], None]] = {
     Phase.TERMINATED: lambda tick: None,
 }
 
-__all__ = ["DEADLINE_PHASES", "Probes", "plan", "step"]
+__all__ = ["DEADLINE_PHASES", "Probes", "check_deadline", "finish", "plan", "step", "terminate", "wait_message"]

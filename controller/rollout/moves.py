@@ -1,7 +1,7 @@
 """Pure predicates shared by ``plan`` (what to gather) and ``step`` (what to do), so the two never disagree.
 
 "Is a look due?", "is this the first look of the revision?", "does the canary get traffic?" and "what would a
-passing look do next?" are each answered once, here.
+passing look do next?" and "is it waiting for a person?" are each answered once, here, from spec and status alone.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from controller.rollout.phases import Phase
+from controller.rollout.phases import Hold, Phase
 from controller.rollout.spec import CanarySpec, HookType, Pause, SetWeight, canary_steps
 from controller.rollout.status import CanaryStatus
 
@@ -17,6 +17,8 @@ APPROVED = "approved"
 PASSED = "passed"
 PENDING = "pending"
 DONE = "done"
+REFUSED = "refused"
+"""Gate value: a confirm hook said no, so the gate now waits for a person (``promote``) or the hook to open."""
 
 GATE_CONFIRM_ROLLOUT = "confirm-rollout"
 GATE_PRE_ROLLOUT = "pre-rollout"
@@ -71,6 +73,12 @@ def look_due(spec: CanarySpec, status: CanaryStatus, now: float) -> bool:
 def is_first_look(status: CanaryStatus) -> bool:
     """The revision's first look runs the pre-rollout hooks at weight 0 instead of metrics (no traffic yet)."""
     return status.gates.get(GATE_PRE_ROLLOUT) != PASSED
+
+
+def gathering_paused(status: CanaryStatus) -> bool:
+    """The last tick found the canary not ready: plan gathers nothing (no queries, no webhook calls) and step runs
+    no look until a tick has seen it ready again — both read this, so they agree on whether data was gathered."""
+    return status.hold is Hold.CANARY_NOT_READY
 
 
 def canary_has_traffic(spec: CanarySpec, status: CanaryStatus) -> bool:
@@ -144,6 +152,46 @@ def next_move(spec: CanarySpec, status: CanaryStatus, now: float) -> Move:
     return Move(MoveKind.PROMOTE)
 
 
+def confirm_promotion_pending(spec: CanarySpec, status: CanaryStatus) -> bool:
+    """Promotion still needs the confirm-promotion gate (a hook or a person) to open."""
+    return (
+        has_hooks(spec, HookType.CONFIRM_PROMOTION)
+        and not status.promote_full
+        and status.gates.get(GATE_CONFIRM_PROMOTION) != APPROVED
+    )
+
+
+def awaiting_approval(spec: CanarySpec, status: CanaryStatus, now: float) -> Hold | None:
+    """The approval a ``promote`` request would give right now, derived from phase, step and gates (not from
+    ``status.hold``, which the latest look rewrites): a manual pause not yet approved, a refused confirm-promotion
+    in WaitingPromotion, a refused traffic increase, or confirm-rollout in Waiting."""
+    phase = status.phase
+    if phase is Phase.WAITING:
+        if has_hooks(spec, HookType.CONFIRM_ROLLOUT) and status.gates.get(GATE_CONFIRM_ROLLOUT) != APPROVED:
+            return Hold.CONFIRM_ROLLOUT
+        return None
+    if phase not in (Phase.PROGRESSING, Phase.WAITING_PROMOTION):
+        return None
+    move = next_move(spec, status, now)
+    if move.kind is MoveKind.HOLD_MANUAL_PAUSE:
+        return Hold.MANUAL_PAUSE
+    if phase is Phase.WAITING_PROMOTION and move.kind is MoveKind.PROMOTE and confirm_promotion_pending(spec, status):
+        return Hold.CONFIRM_PROMOTION
+    if move.increases_from(status.canary_weight) and status.gates.get(traffic_gate(status.step_index)) == REFUSED:
+        return Hold.CONFIRM_TRAFFIC_INCREASE
+    return None
+
+
+def human_wait(spec: CanarySpec, status: CanaryStatus, now: float) -> Hold | None:
+    """What person the rollout waits for, if any: a user pause, or an approval (:func:`awaiting_approval`).
+
+    The progress deadline does not run during such a wait, whatever the looks meanwhile say.
+    """
+    if status.paused_by_user:
+        return Hold.USER_PAUSE
+    return awaiting_approval(spec, status, now)
+
+
 def analysing_hooks(spec: CanarySpec, status: CanaryStatus, now: float) -> tuple[HookType, ...]:
     """The hooks a due look in Progressing/WaitingPromotion runs, in the order the operator should call them."""
     wanted: list[HookType] = []
@@ -163,12 +211,7 @@ def analysing_hooks(spec: CanarySpec, status: CanaryStatus, now: float) -> tuple
         and status.gates.get(traffic_gate(status.step_index)) != APPROVED
     ):
         wanted.append(HookType.CONFIRM_TRAFFIC_INCREASE)
-    if (
-        move.kind is MoveKind.PROMOTE
-        and not status.promote_full
-        and has_hooks(spec, HookType.CONFIRM_PROMOTION)
-        and status.gates.get(GATE_CONFIRM_PROMOTION) != APPROVED
-    ):
+    if move.kind is MoveKind.PROMOTE and confirm_promotion_pending(spec, status):
         wanted.append(HookType.CONFIRM_PROMOTION)
     return tuple(wanted)
 

@@ -1,8 +1,9 @@
 """The vocabulary of a rollout: Flagger's phases, why a rollout is holding, and the manual requests people send.
 
 Phases keep Flagger's spelling so dashboards, alerts and Argo CD health scripts written for Flagger keep working.
-``Hold`` is Coalmine's own: it says *why* a phase is not moving, which is what decides whether the progress deadline
-runs (an automated wait) or is frozen (a human wait).
+``Hold`` is Coalmine's own: it says *why* a phase is not moving, for people. It is a display, not the source of truth:
+whether a rollout waits for a person is derived from phase, step and gates
+(:func:`controller.rollout.moves.human_wait`), because a look that runs during the wait rewrites the hold.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ class Hold(StrEnum):
     CONFIRM_TRAFFIC_INCREASE = "ConfirmTrafficIncrease"
     CONFIRM_PROMOTION = "ConfirmPromotion"
     USER_PAUSE = "UserPause"
+    PROMOTION_STALLED = "PromotionStalled"
 
 
 HUMAN_HOLDS = frozenset(
@@ -109,9 +111,13 @@ HUMAN_HOLDS = frozenset(
         Hold.USER_PAUSE,
     }
 )
-"""Holds that wait for a person (or a gate they control): the progress deadline does not run during them."""
+"""Holds that name a wait for a person (or a gate they control); ``moves.human_wait`` decides which one applies."""
 
 
 def is_human_hold(hold: Hold | None) -> bool:
-    """True if the hold waits for a person, so it must not count against ``progressDeadlineSeconds``."""
+    """True if the hold *shown* waits for a person — for readers of the status (the simulated person in
+    ``coalmine simulate``, the CLI). The engine itself decides from :func:`controller.rollout.moves.human_wait`."""
     return hold in HUMAN_HOLDS
+
+WORLD_HOLDS = frozenset({Hold.TARGET_MISSING, Hold.PRIMARY_NOT_READY, Hold.CANARY_NOT_READY})
+"""Holds that say the cluster is not ready; shown in preference to a person's wait (nothing can move until then)."""

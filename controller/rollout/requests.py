@@ -10,7 +10,13 @@ from collections.abc import Callable
 
 from controller.rollout.decision import Reason
 from controller.rollout.looks import approve_pause
-from controller.rollout.moves import APPROVED, GATE_CONFIRM_PROMOTION, GATE_CONFIRM_ROLLOUT, traffic_gate
+from controller.rollout.moves import (
+    APPROVED,
+    GATE_CONFIRM_PROMOTION,
+    GATE_CONFIRM_ROLLOUT,
+    awaiting_approval,
+    traffic_gate,
+)
 from controller.rollout.phases import ANALYSING, Hold, ManualAction, Phase
 from controller.rollout.tick import Tick, rollback, start_progressing
 
@@ -39,14 +45,16 @@ def _promote(tick: Tick) -> str | None:
     if status.phase is Phase.WAITING:
         _approve_rollout(tick, Reason.ROLLOUT_APPROVED, f"Rollout of {tick.target} approved; scaling up")
         return None
-    if status.phase is Phase.WAITING_PROMOTION and status.hold is Hold.MANUAL_PAUSE:
+    # What waits for approval follows from phase, step and gates; status.hold only shows the latest look's result.
+    waiting_for = awaiting_approval(tick.spec, status, tick.now)
+    if waiting_for is Hold.MANUAL_PAUSE:
         approve_pause(tick)
         return None
-    if status.phase is Phase.WAITING_PROMOTION and status.hold is Hold.CONFIRM_PROMOTION:
+    if waiting_for is Hold.CONFIRM_PROMOTION:
         tick.update(gates={**status.gates, GATE_CONFIRM_PROMOTION: APPROVED})
         tick.enter(Phase.PROGRESSING, Reason.PROMOTION_APPROVED, f"Promotion of {tick.target} approved")
         return None
-    if status.phase is Phase.PROGRESSING and status.hold is Hold.CONFIRM_TRAFFIC_INCREASE:
+    if waiting_for is Hold.CONFIRM_TRAFFIC_INCREASE:
         tick.update(gates={**status.gates, traffic_gate(status.step_index): APPROVED}, hold=None)
         tick.note(Reason.PROMOTION_APPROVED, f"Traffic increase for {tick.target} approved")
         return None
@@ -69,9 +77,9 @@ def _promote_full(tick: Tick) -> str | None:
         tick.update(promote_full=True)
         return None
     if status.phase is Phase.PROGRESSING:
-        tick.update(promote_full=True)
-        if status.hold is Hold.CONFIRM_TRAFFIC_INCREASE:
+        if awaiting_approval(tick.spec, status, tick.now) is Hold.CONFIRM_TRAFFIC_INCREASE:
             tick.update(hold=None)
+        tick.update(promote_full=True)
         tick.note(Reason.PROMOTE_FULL, message)
         return None
     return "only a rollout that is waiting or progressing can be promoted"

@@ -93,6 +93,8 @@ class CanaryStatus:
     (weight 0), ``k`` means step ``k-1`` (0-based) is the current one. ``gates`` holds per-revision approvals and
     one-shot markers (``confirm-rollout``, ``pre-rollout``, ``confirm-promotion``, ``pause/<k>``,
     ``confirm-traffic-increase/<k>``, ``post-rollout``); it is cleared when a new revision starts.
+    ``tracked_configs`` are the config checksums of the revision last seen, ``promoted_configs`` those the primary
+    runs (with ``last_promoted_spec``): only a return to both is a revert.
     """
 
     phase: Phase = Phase.INITIALIZING
@@ -105,6 +107,7 @@ class CanaryStatus:
     last_applied_spec: str = ""
     last_promoted_spec: str = ""
     tracked_configs: Mapping[str, str] = field(default_factory=dict)
+    promoted_configs: Mapping[str, str] = field(default_factory=dict)
     last_transition_time: float | None = None
     last_analysis_time: float | None = None
     step_start_time: float | None = None
@@ -153,6 +156,7 @@ class CanaryStatus:
             last_applied_spec=str(raw.get("lastAppliedSpec") or ""),
             last_promoted_spec=str(raw.get("lastPromotedSpec") or ""),
             tracked_configs={str(k): str(v) for k, v in (raw.get("trackedConfigs") or {}).items()},
+            promoted_configs={str(k): str(v) for k, v in (raw.get("promotedConfigs") or {}).items()},
             last_transition_time=_time_or_none(raw.get("lastTransitionTime")),
             last_analysis_time=_time_or_none(raw.get("lastAnalysisTime")),
             step_start_time=_time_or_none(raw.get("stepStartTime")),
@@ -182,6 +186,7 @@ class CanaryStatus:
             "lastAppliedSpec": self.last_applied_spec,
             "lastPromotedSpec": self.last_promoted_spec,
             "trackedConfigs": dict(self.tracked_configs),
+            "promotedConfigs": dict(self.promoted_configs),
             "lastTransitionTime": _time_out(self.last_transition_time),
             "lastAnalysisTime": _time_out(self.last_analysis_time),
             "stepStartTime": _time_out(self.step_start_time),

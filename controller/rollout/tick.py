@@ -41,6 +41,7 @@ class Tick:
         self.obs = obs
         self.now = now
         self.status = status
+        self.start = status  # the status plan() saw: what was gathered for this tick follows from it
         self.actions: list[Action] = []
         self.events: list[Event] = []
 

@@ -13,6 +13,9 @@ Meanwhile a :class:`~e2e.sandbox.observe.Sampler` reads the VirtualService every
   ``Advanced`` weight, ``Promoting`` and ``Succeeded`` — or a terminal failure);
 - **notifications**: for each notable Event exactly one distinct notification ``id`` (none lost, none twice);
   redeliveries of the same ``id`` are counted separately.
+
+A rollout's record closes once the Canary's ``status.notifications.outbox`` is empty (everything decided has been
+announced; after a kill that takes until the restarted operator's first tick) and 1.5 s more have passed.
 """
 
 from __future__ import annotations
@@ -180,12 +183,13 @@ def run_chaos(
     rps: float = 40.0,
     gap_s: tuple[float, float] = (1.5, 4.0),
     echo: Callable[[str], None] = print,
+    keep: bool = False,
 ) -> ChaosReport:
     """Run rollouts until at least ``min_kills`` kills and ``min_rollouts`` rollouts happened (see module doc)."""
     rng = random.Random(seed)
     report = ChaosReport()
     started = time.monotonic()
-    with WebhookRecorder() as recorder, Stack() as stack:
+    with WebhookRecorder() as recorder, Stack(keep=keep) as stack:
         api, ns, name = stack.cluster.api, stack.namespace, stack.service
         api.create(ALERT_PROVIDERS, ns, manifests.webhook_provider(ns, "recorder", recorder.url))
         api.create(DEPLOYMENTS, ns, manifests.deployment(ns, name, manifests.Release("1.0.0", 0.005)))
@@ -229,6 +233,18 @@ def _wait(sampler: Sampler, predicate: Callable[[Sample], bool], timeout_s: floa
     raise RuntimeError(f"no {what} within {timeout_s:g} s")
 
 
+def _wait_announced(stack: Stack, timeout_s: float = 20.0) -> None:
+    """Until the Canary's outbox is empty: a tick commits its status before it announces, so an operator killed
+    in between announces the terminal transition only after its restart (a few seconds later)."""
+    api, ns, name = stack.cluster.api, stack.namespace, stack.service
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = (api.get(CANARIES, ns, name) or {}).get("status") or {}
+        if not (status.get("notifications") or {}).get("outbox"):
+            return
+        time.sleep(0.2)
+
+
 def _one_rollout(
     stack: Stack,
     sampler: Sampler,
@@ -259,9 +275,10 @@ def _one_rollout(
             stack.start_operator()
             next_kill = time.monotonic() + rng.uniform(*gap_s)
         time.sleep(0.05)
-    time.sleep(1.5)  # late side effects of the last tick (a second promotion, a late message) land in this window
     if not stack.operator_alive():
         stack.start_operator()
+    _wait_announced(stack)
+    time.sleep(1.5)  # late side effects of the last tick (a second promotion, a late message) land in this window
     end_wall = time.time()
     samples = [s for s in sampler.samples if s.t >= begin_t]
     events = [
