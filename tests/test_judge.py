@@ -126,11 +126,36 @@ def test_healthy_canary_passes_and_reports_what_it_could_have_detected() -> None
 def test_no_verdict_before_min_requests() -> None:
     policy = JudgePolicy(error_rate=RateComparison(), min_requests=1000)
     first, second, third, fourth = run(policy, [look((300, 30, 0), (300, 1, 0))] * 4)
-    for early in (first, second, third):
-        assert early.outcome is Outcome.PASS
+    for seen, early in zip((300, 600, 900), (first, second, third), strict=True):
+        assert early.outcome is Outcome.NO_DATA  # nothing judged the canary: not a pass that advances a step
+        assert early.reason == f"no verdict yet: error-rate: waiting for 1,000 canary requests ({seen} so far)"
         assert not early.promotable
         assert "waiting for 1,000 canary requests" in early.hold_reason
     assert fourth.outcome is Outcome.REJECTED  # the evidence gathered meanwhile counts at once
+
+
+def test_a_broken_canary_below_min_requests_is_no_data_not_a_pass() -> None:
+    """The reviewer's probe: 5 of 5 canary requests failed, 0 of 45 primary ones, minRequests 100."""
+    verdict = judge(JudgePolicy(error_rate=RateComparison(), min_requests=100), look((5, 5, 0), (45, 0, 0)), None)
+    assert verdict.outcome is Outcome.NO_DATA
+    assert "waiting for 100 canary requests (5 so far)" in verdict.reason
+    assert "passed" not in verdict.reason and not verdict.promotable
+
+
+def test_passing_thresholds_below_min_requests_pass_but_say_the_comparison_is_still_collecting() -> None:
+    policy = JudgePolicy(
+        thresholds=(ThresholdMetric("request-success-rate", minimum=99.0),),
+        error_rate=RateComparison(),
+        min_requests=100,
+    )
+    values = {"request-success-rate": ThresholdValue(100.0)}
+    verdict = judge(policy, look((5, 0, 0), (45, 0, 0), thresholds=values), None)
+    assert verdict.outcome is Outcome.PASS and not verdict.promotable
+    assert verdict.reason == (
+        "1 of 2 checks passed; still collecting: error-rate: waiting for 100 canary requests (5 so far)"
+    )
+    enough = judge(policy, look((150, 0, 0), (450, 0, 0), thresholds=values), None)
+    assert enough.reason == "all 2 checks passed" and enough.promotable
 
 
 def test_zero_canary_requests_is_no_data_for_a_comparison_only_policy() -> None:

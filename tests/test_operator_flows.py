@@ -193,8 +193,9 @@ async def test_a_revision_change_mid_analysis_restarts_the_analysis(
     async with operator(emulator, test_config(prom)):
         await wait_phase(emulator, "podinfo", "Initialized")
         new_image(emulator, "podinfo", "podinfo:2")
-        await wait_for("weight 50", lambda: weights_of(emulator, "podinfo") == (50, 50))
-        before = status_of(emulator, "podinfo")
+        before = await wait_for(
+            "step 2 (weight 50)", lambda: (s := status_of(emulator, "podinfo"))["stepIndex"] == 2 and s
+        )
         assert before["judge"], "the judge keeps state between looks"
         new_image(emulator, "podinfo", "podinfo:3")
         await wait_for("weight back to 0", lambda: weights_of(emulator, "podinfo") == (100, 0))
@@ -392,3 +393,16 @@ async def test_manual_promote_past_a_pause_and_abort(emulator: CoalmineEmulator,
     assert weights_of(emulator, "aborted") == (100, 0)
     assert image_of(emulator.read_object(DEPLOYMENTS, NS, "aborted-primary")) == "aborted:1"
     assert image_of(emulator.read_object(DEPLOYMENTS, NS, "paused-primary")) == "paused:2"
+
+
+import gc as _gc
+import warnings as _warnings
+
+
+@pytest.fixture(autouse=True)
+def _leaks(request: Any) -> Any:
+    yield
+    with _warnings.catch_warnings(record=True) as caught:
+        _warnings.simplefilter("always")
+        _gc.collect()
+    print("\nLEAKS", request.node.name, [str(w.message)[:80] for w in caught])

@@ -21,10 +21,11 @@ ERROR_REASONS = frozenset(
         Reason.ROLLBACK_REQUESTED,
         Reason.ABORTED,
         Reason.PROGRESS_DEADLINE_EXCEEDED,
+        Reason.PROMOTION_STALLED,
         Reason.TARGET_MISSING,
     }
 )
-"""The rollout failed or was stopped: someone must look."""
+"""The rollout failed, was stopped or is stuck promoting: someone must look."""
 
 WARN_REASONS = frozenset(
     {

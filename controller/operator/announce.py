@@ -34,7 +34,7 @@ from controller.notify.registry import build_notifier
 from controller.notify.severity import alerts_for, is_notable, severity_for
 from controller.operator.context import OperatorContext
 from controller.operator.looks import decode_secret
-from controller.rollout.decision import Event, EventType, Reason
+from controller.rollout.decision import Event
 from controller.rollout.spec import CanarySpec, HookType
 from controller.rollout.status import CanaryStatus
 
@@ -167,37 +167,6 @@ def notifications_to_send(
         remembered = remember(remembered, key)
         chosen.append((event, key))
     return chosen, remembered
-
-
-OUTBOX_KEY = "outbox"
-"""``status.notifications.outbox``: a tick's Events and messages, committed with its status before they go out."""
-
-
-def outbox_entry(origin: str, events: Sequence[Event], notable: Sequence[tuple[Event, str]]) -> dict[str, Any]:
-    """What a tick has to announce, in a form status can hold (see :func:`from_outbox`)."""
-    keys = {id(event): key for event, key in notable}
-    return {
-        "origin": origin,
-        "events": [
-            {"type": e.type.value, "reason": e.reason.value, "message": e.message, "key": keys.get(id(e))}
-            for e in events
-        ],
-    }
-
-
-def from_outbox(entry: Mapping[str, Any]) -> tuple[str, list[Event], list[tuple[Event, str]]]:
-    """(origin, Events, notable Events with their keys) of an :func:`outbox_entry`; unknown reasons are skipped."""
-    events: list[Event] = []
-    notable: list[tuple[Event, str]] = []
-    for item in entry.get("events") or ():
-        try:
-            event = Event(EventType(item.get("type")), Reason(item.get("reason")), str(item.get("message", "")))
-        except ValueError:
-            continue
-        events.append(event)
-        if item.get("key"):
-            notable.append((event, str(item["key"])))
-    return str(entry.get("origin", "")), events, notable
 
 
 async def announce(

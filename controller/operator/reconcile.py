@@ -7,10 +7,6 @@ official ``kubernetes`` client, prometheus-api-client) run in worker threads so 
 If an action fails, the new status is **not** written: the cluster may be half-way, and the next tick recomputes
 the same decision from the same status and retries it (every action is idempotent). The look's window then simply
 grows to cover the missed time, so no request is counted twice.
-
-A tick with Events writes its status (with the Events in ``status.notifications.outbox``) *before* announcing them,
-so nothing is announced that was not decided, and an operator that stops mid-announcement leaves the outbox for the
-next tick to finish (Events have deterministic names, messages the same key: nothing is told twice either).
 """
 
 from __future__ import annotations
@@ -25,18 +21,9 @@ from analysis.judge import judge
 from analysis.policy import JudgePolicy
 from analysis.verdict import Verdict
 from controller.hooks import HookPayload, hook_phase, run_hooks
-from controller.kube.api import BLUEGREENS, CANARIES
 from controller.kube.errors import KubeError
 from controller.operator.act import act
-from controller.operator.announce import (
-    OUTBOX_KEY,
-    announce,
-    from_outbox,
-    notifications_to_send,
-    outbox_entry,
-    record_events,
-    tick_origin,
-)
+from controller.operator.announce import announce, notifications_to_send, record_events, tick_origin
 from controller.operator.context import OperatorContext
 from controller.operator.gather import gather
 from controller.operator.looks import build_look
@@ -105,54 +92,15 @@ async def reconcile(
         failure = Event(EventType.WARNING, Reason.RECONCILE_FAILED, f"Could not apply the decision, retrying: {error}")
         await asyncio.to_thread(record_events, ctx, canary, (failure,))
         return TickResult(None)
-    notes = raw_status.get(NOTIFICATIONS_KEY) or {}
-    sent = notes.get("sentKeys") or ()
-    leftover = notes.get(OUTBOX_KEY)
-    if leftover:  # the last tick committed its status, then the operator stopped before announcing all of it
-        await _announce(ctx, canary, spec, status, gathered.target, leftover, None)
+    sent = ((raw_status.get(NOTIFICATIONS_KEY) or {}).get("sentKeys")) or ()
     origin = tick_origin(raw_status)  # the same for this tick repeated after a crash: no duplicate Event/message
     notable, remembered = notifications_to_send(canary, decision.status, decision.events, sent, origin=origin)
+    await asyncio.to_thread(record_events, ctx, canary, decision.events, origin=origin)
+    await announce(ctx, canary, spec, decision.status, gathered.target, decision.events, notable, verdict)
     patch = decision.status.to_dict()
-    notifications: dict[str, Any] = {"sentKeys": list(remembered)} if remembered != tuple(sent) else {}
-    if decision.events:
-        # Commit first, announce second: a crash before the commit repeats the tick (which may decide otherwise,
-        # having seen more data) and announces nothing that was not decided; a crash after it leaves the outbox,
-        # which the next tick announces again (Events by deterministic name, messages by the same key).
-        entry = outbox_entry(origin, decision.events, notable)
-        committed = {**patch, NOTIFICATIONS_KEY: {"sentKeys": list(remembered), OUTBOX_KEY: entry}}
-        try:
-            await asyncio.to_thread(_commit_status, ctx, canary, committed)
-        except KubeError as error:
-            log.warning("%s/%s: cannot write status, will retry: %s", meta.get("namespace"), meta.get("name"), error)
-            return TickResult(None)
-        await _announce(ctx, canary, spec, decision.status, gathered.target, entry, verdict)
-    if decision.events or leftover:
-        notifications[OUTBOX_KEY] = None
-    if notifications:
-        patch[NOTIFICATIONS_KEY] = notifications
+    if remembered != tuple(sent):
+        patch[NOTIFICATIONS_KEY] = {"sentKeys": list(remembered)}
     return TickResult(patch, released)
-
-
-def _commit_status(ctx: OperatorContext, canary: Mapping[str, Any], status: Mapping[str, Any]) -> None:
-    meta = canary.get("metadata") or {}
-    resource = BLUEGREENS if canary.get("kind") == "BlueGreen" else CANARIES
-    namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
-    ctx.api.patch(resource, namespace, name, {"status": dict(status)}, subresource="status")
-
-
-async def _announce(
-    ctx: OperatorContext,
-    canary: Mapping[str, Any],
-    spec: CanarySpec,
-    status: CanaryStatus,
-    target: Mapping[str, Any] | None,
-    entry: Mapping[str, Any],
-    verdict: Verdict | None,
-) -> None:
-    """Record an outbox's Events (idempotent by name) and send its messages and ``event`` webhooks."""
-    origin, events, notable = from_outbox(entry)
-    await asyncio.to_thread(record_events, ctx, canary, events, origin=origin)
-    await announce(ctx, canary, spec, status, target, events, notable, verdict)
 
 
 async def _refuse(

@@ -32,7 +32,7 @@ from controller.rollout.bluegreen_phases import (
     promoting,
     waiting_promotion,
 )
-from controller.rollout.bluegreen_requests import handle_bluegreen_request
+from controller.rollout.bluegreen_requests import BLUEGREEN_HANDLERS
 from controller.rollout.bluegreen_spec import BlueGreenSpec
 from controller.rollout.decision import Decision, Reason, SetWeights
 from controller.rollout.judging import policy_from_spec
@@ -61,6 +61,7 @@ from controller.rollout.moves import (
 )
 from controller.rollout.observations import Observations
 from controller.rollout.phases import Hold, Phase
+from controller.rollout.requests import handle_request
 from controller.rollout.spec import HookType
 from controller.rollout.status import CanaryStatus
 from controller.rollout.tick import Tick, start_progressing
@@ -137,7 +138,7 @@ def step(spec: BlueGreenSpec, status: CanaryStatus, obs: Observations, now: floa
 def _run(tick: Tick, spec: BlueGreenSpec) -> None:
     phase = tick.status.phase
     if phase is Phase.INITIALIZING:
-        handle_bluegreen_request(tick, spec)
+        handle_request(tick, BLUEGREEN_HANDLERS)
         _initialize(tick)
         return
     if phase in (Phase.TERMINATING, Phase.TERMINATED):
@@ -149,7 +150,7 @@ def _run(tick: Tick, spec: BlueGreenSpec) -> None:
     if tick.status.hold is Hold.TARGET_MISSING:
         tick.update(hold=None)
     _new_revision(tick, spec)
-    handle_bluegreen_request(tick, spec)
+    handle_request(tick, BLUEGREEN_HANDLERS)
     _RULES[tick.status.phase](tick, spec)
     if tick.status.progress_time != tick.now:
         _check_deadline(tick, spec)

@@ -12,17 +12,15 @@ from __future__ import annotations
 from analysis.verdict import Outcome, Verdict
 from controller.rollout.bluegreen_requests import _POST_GATE, MANUAL_SWITCH
 from controller.rollout.bluegreen_spec import BlueGreenSpec
-from controller.rollout.decision import PromotePrimary, Reason, ScaleCanary, SetWeights
+from controller.rollout.decision import PromotePrimary, Reason, SetWeights
 from controller.rollout.durations import format_duration
-from controller.rollout.looks import _failed_check, _hook_failed
+from controller.rollout.looks import _failed_check, _hook_failed, record_look, rollback_requested
 from controller.rollout.moves import (
     APPROVED,
     GATE_CONFIRM_PROMOTION,
     GATE_CONFIRM_ROLLOUT,
-    GATE_POST_ROLLOUT,
     GATE_PRE_ROLLOUT,
     PASSED,
-    PENDING,
     gathering_paused,
     has_hooks,
     is_first_look,
@@ -32,15 +30,13 @@ from controller.rollout.moves import (
 from controller.rollout.phases import Hold, Phase
 from controller.rollout.spec import HookType
 from controller.rollout.status import CanaryStatus
-from controller.rollout.tick import Tick, rollback
+from controller.rollout.tick import Tick, succeed
 
 GATE_PREVIEW = "bluegreen/preview"
 """Set once green is ready and the first look passed: the preview routes (mirror, match) are on."""
 GATE_POST_PROMOTION = _POST_GATE
 """Set when the post-promotion analysis passed and blue is being given green's spec."""
 ON = "on"
-
-_SEVERITY = {Outcome.PASS: 0, Outcome.NO_DATA: 1, Outcome.FAIL: 2, Outcome.REJECTED: 3}
 
 
 def post_promotion_running(spec: BlueGreenSpec, status: CanaryStatus) -> bool:
@@ -69,41 +65,18 @@ def _green_ready(tick: Tick) -> bool:
 
 def _look(tick: Tick) -> tuple[bool, Verdict | None]:
     """Run the due look: (passed, verdict). A look that did not pass has already acted (hold, check, rollback)."""
-    spec, obs = tick.spec, tick.obs
-    rollback_hook = obs.hooks.get(HookType.ROLLBACK)
-    if has_hooks(spec, HookType.ROLLBACK) and rollback_hook is not None and rollback_hook.passed:
-        detail = f" ({rollback_hook.message})" if rollback_hook.message else ""
-        rollback(
-            tick, Reason.ROLLBACK_REQUESTED, f"Rolling back {tick.target}: a rollback webhook asked for it{detail}"
-        )
+    if rollback_requested(tick):
         return False, None
     verdict: Verdict | None = None
     outcome, reason = Outcome.PASS, "checks passed"
-    if needs_verdict(spec):
-        verdict = obs.verdict
+    if needs_verdict(tick.spec):
+        verdict = tick.obs.verdict
         if verdict is None:
             tick.hold(Hold.ANALYSIS_PENDING, f"Waiting for the analysis of {tick.target}")
             return False, None
         outcome, reason = verdict.outcome, verdict.reason
         tick.update(judge=dict(verdict.state), evidence=verdict.to_dict())
-    failure = _hook_failed(tick, HookType.ROLLOUT)
-    if failure is not None and _SEVERITY[outcome] < _SEVERITY[Outcome.FAIL]:
-        outcome, reason = Outcome.FAIL, failure
-    tick.update(last_analysis_time=tick.now)
-    if outcome is Outcome.REJECTED:
-        rollback(tick, Reason.COMPARISON_REJECTED, f"Rolling back {tick.target}: {reason}")
-        return False, verdict
-    if outcome is Outcome.FAIL:
-        _failed_check(tick, reason)
-        return False, verdict
-    if outcome is Outcome.NO_DATA:
-        count = tick.status.no_data_checks + 1
-        message = f"Halt {tick.target} advancement: no data ({reason}); no-data checks {count}"
-        tick.update(no_data_checks=count)
-        tick.warn(Reason.NO_DATA, message)
-        tick.update(hold=Hold.NO_DATA, message=message)
-        return False, verdict
-    return True, verdict
+    return record_look(tick, outcome, reason), verdict
 
 
 def _first_look(tick: Tick, spec: BlueGreenSpec) -> None:
@@ -338,18 +311,8 @@ def finalising(tick: Tick, spec: BlueGreenSpec) -> None:
             message=f"Scaling green {tick.target} down in {format_duration(remaining)}",
         )
         return
-    tick.act(ScaleCanary(up=False))
-    tick.update(
-        canary_weight=0,
-        mirrored=False,
-        last_promoted_spec=tick.status.last_applied_spec,
-        promoted_configs=dict(tick.status.tracked_configs),
-        gates={**tick.status.gates, GATE_POST_ROLLOUT: PENDING},
-        paused_by_user=False,
-    )
-    tick.enter(
-        Phase.SUCCEEDED,
-        Reason.SUCCEEDED,
+    succeed(
+        tick,
         f"Promotion completed! Blue {tick.target}-primary runs the new revision; green {tick.target} scaled down.",
     )
 

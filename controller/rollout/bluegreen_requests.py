@@ -7,17 +7,11 @@ is possible until blue starts taking green's spec, because until then blue is un
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
-
 from controller.rollout.decision import Reason
 from controller.rollout.moves import APPROVED, PASSED
 from controller.rollout.phases import ManualAction, Phase
-from controller.rollout.requests import _approve_rollout, _pause, _resume, _retry
+from controller.rollout.requests import Handlers, _approve_rollout, _pause, _resume, _retry
 from controller.rollout.tick import Tick, rollback
-
-if TYPE_CHECKING:
-    from controller.rollout.bluegreen_spec import BlueGreenSpec
 
 MANUAL_SWITCH = "bluegreen/promote"
 """Gate set by ``kubectl coalmine promote`` in WaitingPromotion: switch now, whatever the timer or hooks say."""
@@ -66,7 +60,7 @@ def _abort(tick: Tick) -> str | None:
     return "there is no rollout in progress"
 
 
-_HANDLERS: dict[ManualAction, Callable[[Tick], str | None]] = {
+BLUEGREEN_HANDLERS: Handlers = {
     ManualAction.PROMOTE: _promote,
     ManualAction.PROMOTE_FULL: _promote_full,
     ManualAction.ABORT: _abort,
@@ -74,17 +68,4 @@ _HANDLERS: dict[ManualAction, Callable[[Tick], str | None]] = {
     ManualAction.RESUME: _resume,
     ManualAction.RETRY: _retry,
 }
-
-
-def handle_bluegreen_request(tick: Tick, spec: BlueGreenSpec) -> None:
-    """Apply ``obs.request`` if it is new; an inapplicable one is ignored with a Warning that says why."""
-    request = tick.obs.request
-    if request is None or request.id == tick.status.last_request_id:
-        return
-    tick.update(last_request_id=request.id)
-    why_not = _HANDLERS[request.action](tick)
-    if why_not is not None:
-        tick.warn(
-            Reason.REQUEST_IGNORED,
-            f"Ignored {request.action} request {request.id} in phase {tick.status.phase}: {why_not}",
-        )
+"""A BlueGreen's requests, applied by :func:`controller.rollout.requests.handle_request`."""

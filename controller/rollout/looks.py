@@ -8,15 +8,13 @@ never moves anything, and only ``pass`` makes the next move (a step, an iteratio
 from __future__ import annotations
 
 from analysis.verdict import Outcome, Verdict
-from controller.rollout.decision import Reason, ScaleCanary, SetWeights
+from controller.rollout.decision import Reason, SetWeights
 from controller.rollout.durations import format_duration
 from controller.rollout.moves import (
     APPROVED,
     GATE_CONFIRM_PROMOTION,
-    GATE_POST_ROLLOUT,
     GATE_PRE_ROLLOUT,
     PASSED,
-    PENDING,
     REFUSED,
     MoveKind,
     ab_mode,
@@ -33,7 +31,7 @@ from controller.rollout.moves import (
 )
 from controller.rollout.phases import Hold, Phase
 from controller.rollout.spec import HookType, Pause, SetWeight, canary_steps
-from controller.rollout.tick import Tick, begin_promotion, rollback
+from controller.rollout.tick import Tick, begin_promotion, rollback, succeed
 
 _SEVERITY = {Outcome.PASS: 0, Outcome.NO_DATA: 1, Outcome.FAIL: 2, Outcome.REJECTED: 3}
 
@@ -71,14 +69,42 @@ def _hook_failed(tick: Tick, hook_type: HookType) -> str | None:
     return None if outcome.passed else f"{hook_type} hook failed: {outcome.message or 'no reason given'}"
 
 
+def rollback_requested(tick: Tick) -> bool:
+    """A ``rollback`` webhook answered with success (Flagger: it asks for a rollback): roll back now."""
+    answer = tick.obs.hooks.get(HookType.ROLLBACK)
+    if not (has_hooks(tick.spec, HookType.ROLLBACK) and answer is not None and answer.passed):
+        return False
+    detail = f" ({answer.message})" if answer.message else ""
+    rollback(tick, Reason.ROLLBACK_REQUESTED, f"Rolling back {tick.target}: a rollback webhook asked for it{detail}")
+    return True
+
+
+def record_look(tick: Tick, outcome: Outcome, reason: str) -> bool:
+    """Record a look (verdict outcome combined with the ``rollout`` hooks) and act on a look that did not pass:
+    rejected rolls back, fail counts a failed check, noData holds and is counted apart. True if it passed."""
+    failure = _hook_failed(tick, HookType.ROLLOUT)
+    if failure is not None and _SEVERITY[outcome] < _SEVERITY[Outcome.FAIL]:
+        outcome, reason = Outcome.FAIL, failure
+    tick.update(last_analysis_time=tick.now)
+    if outcome is Outcome.REJECTED:
+        rollback(tick, Reason.COMPARISON_REJECTED, f"Rolling back {tick.target}: {reason}")
+        return False
+    if outcome is Outcome.FAIL:
+        _failed_check(tick, reason)
+        return False
+    if outcome is Outcome.NO_DATA:
+        count = tick.status.no_data_checks + 1
+        message = f"Halt {tick.target} advancement: no data ({reason}); no-data checks {count}"
+        tick.update(no_data_checks=count)
+        tick.warn(Reason.NO_DATA, message)
+        tick.update(hold=Hold.NO_DATA, message=message)
+        return False
+    return True
+
+
 def _look(tick: Tick) -> None:
     spec, obs = tick.spec, tick.obs
-    rollback_hook = obs.hooks.get(HookType.ROLLBACK)
-    if has_hooks(spec, HookType.ROLLBACK) and rollback_hook is not None and rollback_hook.passed:
-        detail = f" ({rollback_hook.message})" if rollback_hook.message else ""
-        rollback(
-            tick, Reason.ROLLBACK_REQUESTED, f"Rolling back {tick.target}: a rollback webhook asked for it{detail}"
-        )
+    if rollback_requested(tick):
         return
     verdict: Verdict | None = None
     if is_first_look(tick.status):
@@ -100,22 +126,7 @@ def _look(tick: Tick) -> None:
                 return
             outcome, reason = verdict.outcome, verdict.reason
             tick.update(judge=dict(verdict.state), evidence=verdict.to_dict())
-        failure = _hook_failed(tick, HookType.ROLLOUT)
-        if failure is not None and _SEVERITY[outcome] < _SEVERITY[Outcome.FAIL]:
-            outcome, reason = Outcome.FAIL, failure
-        tick.update(last_analysis_time=tick.now)
-        if outcome is Outcome.REJECTED:
-            rollback(tick, Reason.COMPARISON_REJECTED, f"Rolling back {tick.target}: {reason}")
-            return
-        if outcome is Outcome.FAIL:
-            _failed_check(tick, reason)
-            return
-        if outcome is Outcome.NO_DATA:
-            count = tick.status.no_data_checks + 1
-            tick.update(no_data_checks=count)
-            message = f"Halt {tick.target} advancement: no data ({reason}); no-data checks {count}"
-            tick.warn(Reason.NO_DATA, message)
-            tick.update(hold=Hold.NO_DATA, message=message)
+        if not record_look(tick, outcome, reason):
             return
     _advance(tick, verdict)
 
@@ -279,18 +290,9 @@ def promoting(tick: Tick) -> None:
 
 def finalising(tick: Tick) -> None:
     """All traffic is on the primary: scale the canary down and record the promoted revision."""
-    tick.act(SetWeights(100, 0), ScaleCanary(up=False))
-    tick.update(
-        canary_weight=0,
-        mirrored=False,
-        last_promoted_spec=tick.status.last_applied_spec,
-        promoted_configs=dict(tick.status.tracked_configs),
-        gates={**tick.status.gates, GATE_POST_ROLLOUT: PENDING},
-        paused_by_user=False,
-    )
-    tick.enter(
-        Phase.SUCCEEDED,
-        Reason.SUCCEEDED,
+    tick.act(SetWeights(100, 0))
+    succeed(
+        tick,
         f"Promotion completed! Scaling down {tick.target}. Canary analysis completed successfully, promotion finished.",
     )
 

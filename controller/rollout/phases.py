@@ -119,5 +119,6 @@ def is_human_hold(hold: Hold | None) -> bool:
     ``coalmine simulate``, the CLI). The engine itself decides from :func:`controller.rollout.moves.human_wait`."""
     return hold in HUMAN_HOLDS
 
+
 WORLD_HOLDS = frozenset({Hold.TARGET_MISSING, Hold.PRIMARY_NOT_READY, Hold.CANARY_NOT_READY})
 """Holds that say the cluster is not ready; shown in preference to a person's wait (nothing can move until then)."""

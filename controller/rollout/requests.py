@@ -6,7 +6,7 @@ phase — then it is ignored with a Warning Event that says why, so the person w
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from controller.rollout.decision import Reason
 from controller.rollout.looks import approve_pause
@@ -20,14 +20,17 @@ from controller.rollout.moves import (
 from controller.rollout.phases import ANALYSING, Hold, ManualAction, Phase
 from controller.rollout.tick import Tick, rollback, start_progressing
 
+Handlers = Mapping[ManualAction, Callable[[Tick], str | None]]
+"""What each request does for one kind: a handler acts and returns None, or returns why it does not apply."""
 
-def handle_request(tick: Tick) -> None:
-    """Apply ``obs.request`` if it is new."""
+
+def handle_request(tick: Tick, handlers: Handlers | None = None) -> None:
+    """Apply ``obs.request`` if it is new, with the kind's ``handlers`` (the Canary's by default)."""
     request = tick.obs.request
     if request is None or request.id == tick.status.last_request_id:
         return
     tick.update(last_request_id=request.id)
-    why_not = _HANDLERS[request.action](tick)
+    why_not = (CANARY_HANDLERS if handlers is None else handlers)[request.action](tick)
     if why_not is not None:
         tick.warn(
             Reason.REQUEST_IGNORED,
@@ -125,7 +128,7 @@ def _retry(tick: Tick) -> str | None:
     return None
 
 
-_HANDLERS: dict[ManualAction, Callable[[Tick], str | None]] = {
+CANARY_HANDLERS: Handlers = {
     ManualAction.PROMOTE: _promote,
     ManualAction.PROMOTE_FULL: _promote_full,
     ManualAction.ABORT: _abort,

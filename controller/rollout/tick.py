@@ -163,6 +163,21 @@ def rollback(tick: Tick, reason: Reason, message: str) -> None:
     tick.act(SetWeights(100, 0), ScaleCanary(up=False))
 
 
+def succeed(tick: Tick, message: str) -> None:
+    """The promoted revision is what the primary runs: record it (template and configs, so a later revert is
+    recognised), scale the canary down, and run post-rollout hooks once."""
+    tick.act(ScaleCanary(up=False))
+    tick.update(
+        canary_weight=0,
+        mirrored=False,
+        last_promoted_spec=tick.status.last_applied_spec,
+        promoted_configs=dict(tick.status.tracked_configs),
+        gates={**tick.status.gates, GATE_POST_ROLLOUT: PENDING},
+        paused_by_user=False,
+    )
+    tick.enter(Phase.SUCCEEDED, Reason.SUCCEEDED, message)
+
+
 def begin_promotion(tick: Tick, *, skipped: bool = False) -> None:
     """Copy the analysed revision to the primary; Promoting then waits for the primary to roll out."""
     if iterations_mode(tick.spec) and not ab_mode(tick.spec) and not skipped:

@@ -70,6 +70,7 @@ class Stack:
     operator_starts: int = 0
     _cluster: Cluster | None = None
     _operator_log: IO[str] | None = None
+    _logs: list[IO[str]] = field(default_factory=list)
     _down: bool = False
 
     @property
@@ -123,6 +124,7 @@ class Stack:
 
     def _start(self, name: str, module: str, *args: str, announces: bool = True) -> tuple[subprocess.Popen[str], str]:
         log = (self.workdir / f"{name}.log").open("a")
+        self._logs.append(log)
         command = procs.module_command(module, *args)
         if announces:
             process, address = _start_logged(command, self.env(), log)
@@ -215,8 +217,8 @@ class Stack:
         if self._cluster is not None:
             with contextlib.suppress(Exception):
                 self._cluster.api.close()
-        if self._operator_log is not None:
-            self._operator_log.close()
+        for log in [*self._logs, *([self._operator_log] if self._operator_log is not None else [])]:
+            log.close()
         if not self.keep:
             shutil.rmtree(self.workdir, ignore_errors=True)
         with contextlib.suppress(Exception):
