@@ -393,16 +393,3 @@ async def test_manual_promote_past_a_pause_and_abort(emulator: CoalmineEmulator,
     assert weights_of(emulator, "aborted") == (100, 0)
     assert image_of(emulator.read_object(DEPLOYMENTS, NS, "aborted-primary")) == "aborted:1"
     assert image_of(emulator.read_object(DEPLOYMENTS, NS, "paused-primary")) == "paused:2"
-
-
-import gc as _gc
-import warnings as _warnings
-
-
-@pytest.fixture(autouse=True)
-def _leaks(request: Any) -> Any:
-    yield
-    with _warnings.catch_warnings(record=True) as caught:
-        _warnings.simplefilter("always")
-        _gc.collect()
-    print("\nLEAKS", request.node.name, [str(w.message)[:80] for w in caught])

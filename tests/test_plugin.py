@@ -527,3 +527,21 @@ def test_namespace_comes_from_the_context_and_flags_override_it(
     assert missing.exit_code == 1 and "context 'nowhere' is not in the kubeconfig" in missing.output
     absent = invoke("get", "--kubeconfig", str(tmp_path / "absent"))
     assert absent.exit_code == 1 and "does not exist" in absent.output
+
+
+def test_promote_precheck_follows_the_engine_not_the_last_looks_hold() -> None:
+    """A manual pause whose last look reported the canary not ready is still waiting for a person: promote is let
+    through (the engine's own rule), while a rollout that waits for nobody is refused with the --full hint."""
+    from controller.cli.kubectl.actions import precheck
+
+    spec = {**SPEC, "analysis": {"interval": "1m", "steps": [{"setWeight": 20}, {"pause": {}}, {"setWeight": 50}]}}
+    paused = {
+        "kind": "Canary",
+        "metadata": {"name": "podinfo"},
+        "spec": spec,
+        "status": {"phase": "WaitingPromotion", "stepIndex": 2, "canaryWeight": 20, "hold": "CanaryNotReady"},
+    }
+    assert precheck(ManualAction.PROMOTE, paused) is None
+    stepping = {**paused, "status": {"phase": "Progressing", "stepIndex": 1, "canaryWeight": 20}}
+    refusal = precheck(ManualAction.PROMOTE, stepping)
+    assert refusal is not None and "--full" in refusal

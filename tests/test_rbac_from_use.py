@@ -41,6 +41,7 @@ from operator_harness import (
     OperatorRun,
     ScriptedPrometheus,
     canary,
+    collect_kopf_sessions,
     deployment,
     new_image,
     scripted_prometheus,
@@ -258,6 +259,7 @@ async def peered_operator(emulator: CoalmineEmulator, *, clusterwide: bool) -> A
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=15)
+        collect_kopf_sessions()
 
 
 def add_peering(emulator: CoalmineEmulator, *, clusterwide: bool) -> None:

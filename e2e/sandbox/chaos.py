@@ -225,10 +225,9 @@ def run_chaos(
                 )
                 if last.phase not in ("Succeeded", "Failed"):
                     break  # a stuck rollout: the report shows it; the next one would start from a mess
-                if last.phase == "Failed":
-                    # The threshold check looks back one metric interval at the canary workload, which would
-                    # still hold the faulty release's errors: let them age out before the next release.
-                    time.sleep(TIMING.metric_interval_s + 1)
+                # The canary workload keeps its name across releases and the checks look back one metric interval
+                # at it: let this release's traffic age out of the windows before the next release.
+                time.sleep(TIMING.metric_interval_s + 1)
         finally:
             sampler.stop()
             report.operator_starts = stack.operator_starts

@@ -165,7 +165,12 @@ def run(options: Options) -> Result:
         if wait_for_phase(sampler, ("Initialized",), 60, after=0, on_change=view) is None:
             raise RuntimeError("the Canary was not initialised within 60 s; run with --keep and read operator.log")
         releases: list[tuple[float, str]] = []
-        for release in RELEASES:
+        for index, release in enumerate(RELEASES):
+            if index:
+                # The canary workload keeps its name across releases: let the last release's traffic age out of
+                # the metric windows, or the next rollout's first looks would judge a mix of both.
+                echo(f"Waiting {timing.metric_interval_s + 2} s for the last release's traffic to leave the windows")
+                time.sleep(timing.metric_interval_s + 2)
             echo(f"Releasing {release.version} with ERROR_RATE={release.error_rate:g} (expect {release.expect})")
             released_at = sampler.now()
             releases.append((released_at, release.version))

@@ -21,8 +21,10 @@ from typing import Any
 
 from controller.cli.kubectl.access import Cluster, find_rollout, list_events, write_request
 from controller.cli.kubectl.summary import EventRecord, events_about
+from controller.rollout.moves import awaiting_approval
 from controller.rollout.phases import ANALYSING, Hold, ManualAction, Phase
 from controller.rollout.request_codec import REQUEST_ANNOTATION, decode_request, encode_request
+from controller.rollout.spec import parse_canary_spec
 from controller.rollout.status import CanaryStatus
 
 IGNORED_REASON = "ManualRequestIgnored"
@@ -63,7 +65,7 @@ def precheck(action: ManualAction, obj: Mapping[str, Any]) -> str | None:
         return None
     phase = status.phase
     if action is ManualAction.PROMOTE:
-        return _why_not_promote(name, status)
+        return _why_not_promote(name, status, _waiting_for_approval(obj, status))
     if action is ManualAction.PROMOTE_FULL:
         if phase in (Phase.WAITING, *ANALYSING):
             return None
@@ -87,11 +89,23 @@ def precheck(action: ManualAction, obj: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _why_not_promote(name: str, status: CanaryStatus) -> str | None:
-    phase, hold = status.phase, status.hold
-    if phase is Phase.WAITING:
+def _waiting_for_approval(obj: Mapping[str, Any], status: CanaryStatus) -> bool | None:
+    """Whether the engine would take a ``promote`` now (its own rule, from phase, step and gates); None if unknown
+    (not a Canary, or a spec this version cannot parse) — then only the phase is checked and the operator decides."""
+    if obj.get("kind") != "Canary":
         return None
-    if phase is Phase.WAITING_PROMOTION and hold in (Hold.MANUAL_PAUSE, Hold.CONFIRM_PROMOTION):
+    try:
+        spec = parse_canary_spec(obj.get("spec") or {})
+    except (KeyError, TypeError, ValueError):
+        return None
+    return awaiting_approval(spec, status, time.time()) is not None
+
+
+def _why_not_promote(name: str, status: CanaryStatus, waiting: bool | None) -> str | None:
+    phase, hold = status.phase, status.hold
+    if phase is Phase.WAITING or waiting:
+        return None
+    if phase is Phase.WAITING_PROMOTION and (waiting is None or hold in (Hold.MANUAL_PAUSE, Hold.CONFIRM_PROMOTION)):
         return None
     if phase is Phase.PROGRESSING and hold is Hold.CONFIRM_TRAFFIC_INCREASE:
         return None
