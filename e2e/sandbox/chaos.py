@@ -35,7 +35,7 @@ from e2e.sandbox.recorder import Delivery, WebhookRecorder
 from e2e.sandbox.stack import Stack
 
 STEPS = (20, 40, 60)
-TIMING = manifests.Timing(interval_s=2, metric_interval_s=10, threshold=2, min_requests=20)
+TIMING = manifests.Timing(interval_s=3, metric_interval_s=10, threshold=2, min_requests=20)
 FAILURE_REASONS = frozenset({"RolledBack", "ComparisonRejected", "Aborted", "ProgressDeadlineExceeded"})
 ROLLOUT_DEADLINE_S = 120.0
 

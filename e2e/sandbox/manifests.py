@@ -1,6 +1,6 @@
 """The objects the sandbox applies: the ``podinfo`` Deployment, its Canary and (optionally) a webhook AlertProvider.
 
-The Canary is tuned for a short demo, not for production: 6 s between looks (``--quick``: 3 s), weights 20 → 40
+The Canary is tuned for a short demo, not for production: 6 s between looks (``--quick``: 4 s), weights 20 → 40
 → 60 % then promotion, the comparison judge at ``alpha`` 0.01 with a small ``minRequests`` (the canary arm only
 sees a few requests per second here), and Flagger's ``request-success-rate`` check at ≥ 90 % over a short window.
 That check is loose on purpose: over a few seconds of canary traffic, one unlucky 5xx among a dozen requests of a
