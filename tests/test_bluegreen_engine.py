@@ -417,7 +417,12 @@ def test_suspend_freezes_everything() -> None:
     frozen = make_spec(suspend=True)
     before = run.status
     decision = step(frozen, before, run.world.observe(PASS), run.now + 10 * MINUTE)
-    assert decision.actions == () and decision.events == () and decision.status.phase is before.phase
+    assert decision.actions == () and decision.status.phase is before.phase
+    assert [e.reason.value for e in decision.events] == ["Suspended"]  # once, on entering
+    again = step(frozen, decision.status, run.world.observe(PASS), run.now + 11 * MINUTE)
+    assert again.actions == () and again.events == ()
+    ready = again.status.condition("Ready")
+    assert ready is not None and ready.message.startswith("Suspended")
     assert plan(frozen, before, run.now + MINUTE).metrics is False
 
 

@@ -39,6 +39,7 @@ VALUE_SETS: dict[str, Obj] = {
     "ha-off": {"ha": {"enabled": False}},
     "servicemonitor": {"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus"}}}},
     "namespaced-ha-off": {"watch": {"mode": "namespaced", "namespaces": ["team-a"]}, "ha": {"enabled": False}},
+    "selector": {"selector": ["shard=a", "example.com/team"]},
 }
 
 
@@ -235,6 +236,12 @@ def test_cluster_mode_watches_everything_with_one_cluster_role(chart: helm.Chart
     assert one(objects, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "coalmine"
 
 
+def test_selector_items_become_operator_selector_args(chart: helm.Chart) -> None:
+    assert not [a for a in container(render(chart, {}))["args"] if a.startswith("--selector")]
+    args = container(render(chart, VALUE_SETS["selector"]))["args"]
+    assert [a for a in args if a.startswith("--selector")] == ["--selector=shard=a", "--selector=example.com/team"]
+
+
 def test_namespaced_mode_grants_only_in_the_watched_namespaces(chart: helm.Chart) -> None:
     objects = render(chart, VALUE_SETS["namespaced"])
     args = container(objects)["args"]
@@ -355,6 +362,8 @@ def test_rbac_grants_what_the_kube_client_and_istio_router_do(chart: helm.Chart)
         ({"metrics": {"port": 70000}}, "/metrics/port"),
         ({"metrics": {"serviceMonitor": {"interval": "30 seconds"}}}, "/metrics/serviceMonitor/interval"),
         ({"replicas": 2}, "replicas"),
+        ({"selector": ["shard=a=b"]}, "/selector/0"),
+        ({"selector": "shard=a"}, "/selector"),
     ],
 )
 def test_values_schema_rejects_bad_values(chart: helm.Chart, values: Obj, complaint: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import pytest
 from rollout_world import (
@@ -537,12 +538,32 @@ def test_suspend_freezes_everything_including_the_deadline() -> None:
     frozen_spec = make_spec(suspend=True)
     run.spec = frozen_spec
     before = run.status
-    for _ in range(30):
+    for tick in range(30):
         decision = run.tick(verdict=FAIL, advance=MINUTE)
-        assert decision.actions == () and decision.events == ()
+        assert decision.actions == ()
+        # one "Suspended" Event on entering, none after
+        assert [e.reason.value for e in decision.events] == (["Suspended"] if tick == 0 else [])
     assert run.status.canary_weight == before.canary_weight and run.status.failed_checks == 0
     run.spec = make_spec()
     assert run.tick(advance=MINUTE).status.canary_weight == 40
+    run.spec = frozen_spec  # a second suspension is announced again
+    assert [e.reason.value for e in run.tick(advance=MINUTE).events] == ["Suspended"]
+
+
+def test_a_suspended_canary_still_acknowledges_its_generation_and_says_so_in_its_conditions() -> None:
+    run = Run(make_spec()).initialized()
+    ready_before = run.status.condition("Ready")
+    assert ready_before is not None and ready_before.status == "True"
+    run.spec = make_spec(suspend=True)
+    run.world.generation = 2  # setting spec.suspend bumps metadata.generation
+    decision = run.tick(advance=MINUTE)
+    assert decision.actions == ()
+    assert decision.status.observed_generation == 2
+    ready = decision.status.condition("Ready")
+    assert ready is not None and ready.status == "True" and ready.observed_generation == 2
+    assert ready.last_transition_time == ready_before.last_transition_time
+    assert ready.message.startswith("Suspended")
+    assert decision.status.phase is Phase.INITIALIZED and decision.status.message == run.decisions[-2].status.message
 
 
 def test_skip_analysis_promotes_once_the_canary_is_ready() -> None:
@@ -656,6 +677,32 @@ def test_revert_on_deletion_restores_the_target_before_releasing_the_canary() ->
     run.world.canary_ready = 100
     done = run.tick(advance=5)
     assert done.status.phase is Phase.TERMINATED and ReleaseFinalizer() in done.actions
+
+
+@pytest.mark.parametrize("ready_after_restore", [True, False], ids=["target-ready", "target-never-ready"])
+def test_revert_on_deletion_never_releases_on_the_tick_that_scales_the_target_up(ready_after_restore: bool) -> None:
+    spec = make_spec(revertOnDeletion=True, progressDeadlineSeconds=120)
+    run = Run(spec).initialized()
+    run.world.deleting = True
+    # The target is scaled to zero: the operator reads a 0-replica Deployment as 100 % ready.
+    zero_replicas = replace(run.world.observe(), canary_ready_percent=100.0)
+    first = step(spec, run.status, zero_replicas, run.now + 5)
+    assert first.status.phase is Phase.TERMINATING
+    assert first.actions == (RestoreOnDelete(),)  # traffic stays on the primary until the target is up
+    run.now += 5
+    run.status = first.status
+    run.world.apply(first)
+    run.world.canary_ready = 0
+    waiting = run.tick(advance=5)  # scaled up, pods not ready yet
+    assert waiting.status.phase is Phase.TERMINATING and ReleaseFinalizer() not in waiting.actions
+    if ready_after_restore:
+        run.world.canary_ready = 100
+        done = run.tick(advance=5)
+        assert done.status.phase is Phase.TERMINATED and ReleaseFinalizer() in done.actions
+    else:
+        late = run.tick(advance=130)  # the progress deadline still bounds the wait
+        assert late.status.phase is Phase.TERMINATED and ReleaseFinalizer() in late.actions
+        assert "Progress deadline exceeded" in messages(late.events)
 
 
 def test_deletion_without_revert_releases_at_once() -> None:

@@ -12,7 +12,7 @@ import kopf
 import typer
 
 from controller.notify.config import ProviderConfig, ProviderConfigError
-from controller.operator.context import OperatorConfig
+from controller.operator.context import OperatorConfig, parse_selector
 from controller.operator.runtime import build_context, build_registry, configure_settings, kubernetes_configuration
 
 
@@ -26,6 +26,15 @@ def run_command(
         list[str] | None, typer.Option("--namespace", "-n", help="Watch this namespace (repeatable).")
     ] = None,
     all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A", help="Watch every namespace.")] = False,
+    selector: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--selector",
+            "-l",
+            help="Only Canaries/BlueGreens with this label: KEY=VALUE, or KEY for any value (repeatable; all must "
+            "match). Shards a cluster between operators.",
+        ),
+    ] = None,
     metrics_server: Annotated[
         str, typer.Option(help="Default Prometheus address (a Canary's spec.metricsServer overrides it).")
     ] = "http://prometheus.istio-system:9090",
@@ -60,6 +69,10 @@ def run_command(
         log_refkey="object",
     )
     try:
+        labels = parse_selector(selector or ())
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--selector") from error
+    try:
         default_alert = ProviderConfig.from_flags(default_alert_url, type=default_alert_type)
     except ProviderConfigError as error:
         raise typer.BadParameter(str(error), param_hint="--default-alert-url") from error
@@ -69,6 +82,7 @@ def run_command(
         hook_secret=hook_secret_file.read_bytes().strip() if hook_secret_file else None,
         default_alert=default_alert,
         namespaces=tuple(namespace or ()),
+        selector=labels,
         instance=os.environ.get("POD_ID", os.environ.get("HOSTNAME", "coalmine")),
     )
     ctx = build_context(config, kubernetes_configuration())

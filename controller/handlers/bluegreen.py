@@ -43,10 +43,15 @@ def bluegreen_conflict(
     )
 
 
-def register(registry: kopf.OperatorRegistry, tick_seconds: float) -> None:
-    """Register the BlueGreen handlers into ``registry`` with the operator's tick period."""
+def register(registry: kopf.OperatorRegistry, tick_seconds: float, labels: Mapping[str, Any] | None = None) -> None:
+    """Register the BlueGreen handlers into ``registry`` with the operator's tick period.
 
-    @kopf.index(GROUP, VERSION, PLURAL, id="bluegreens_by_target", registry=registry)  # type: ignore[arg-type]
+    ``labels`` (kopf's label filter, see :func:`controller.handlers.canary.label_filter`): only objects with these
+    labels are indexed, ticked and finalised, so several operators can share a cluster by label
+    (``coalmine run --selector``).
+    """
+
+    @kopf.index(GROUP, VERSION, PLURAL, id="bluegreens_by_target", labels=labels, registry=registry)  # type: ignore[arg-type]
     def bluegreens_by_target(namespace: str, spec: Mapping[str, Any], meta: Mapping[str, Any], **_: Any) -> Any:
         key = _target_key(namespace, spec)
         if key is None:
@@ -61,6 +66,7 @@ def register(registry: kopf.OperatorRegistry, tick_seconds: float) -> None:
         interval=tick_seconds,
         sharp=True,
         backoff=tick_seconds,
+        labels=labels,
         registry=registry,
     )
 
@@ -87,7 +93,7 @@ def register(registry: kopf.OperatorRegistry, tick_seconds: float) -> None:
         ctx.metrics.observe_status(KIND, meta["name"], meta["namespace"], status, workload=workload)
         ctx.metrics.observe_tick(time.monotonic() - started)
 
-    @kopf.on.delete(GROUP, VERSION, PLURAL, id="bluegreen_deleted", registry=registry)
+    @kopf.on.delete(GROUP, VERSION, PLURAL, id="bluegreen_deleted", labels=labels, registry=registry)
     async def bluegreen_deleted(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
         """Run ticks with ``deleting`` set until the engine releases the BlueGreen (``revertOnDeletion`` restores)."""
         ctx: OperatorContext = memo["ctx"]

@@ -8,7 +8,7 @@ tick by tick and a restarted operator resumes from status. The tick itself is
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import kopf
@@ -115,10 +115,21 @@ def _write(patch: kopf.Patch, result: TickResult, current: Mapping[str, Any] | N
             patch.status[key] = value
 
 
-def register(registry: kopf.OperatorRegistry, tick_seconds: float) -> None:
-    """Register the Canary handlers into ``registry`` with the operator's tick period."""
+def label_filter(selector: Sequence[tuple[str, str | None]]) -> dict[str, Any] | None:
+    """kopf's ``labels=`` filter for ``OperatorConfig.selector`` (None: no filter; a None value: label present)."""
+    if not selector:
+        return None
+    return {key: kopf.PRESENT if value is None else value for key, value in selector}
 
-    @kopf.index(GROUP, VERSION, PLURAL, id="canaries_by_target", registry=registry)  # type: ignore[arg-type]
+
+def register(registry: kopf.OperatorRegistry, tick_seconds: float, labels: Mapping[str, Any] | None = None) -> None:
+    """Register the Canary handlers into ``registry`` with the operator's tick period.
+
+    ``labels`` (kopf's label filter, see :func:`label_filter`): only objects with these labels are indexed, ticked
+    and finalised, so several operators can share a cluster by label (``coalmine run --selector``).
+    """
+
+    @kopf.index(GROUP, VERSION, PLURAL, id="canaries_by_target", labels=labels, registry=registry)  # type: ignore[arg-type]
     def canaries_by_target(namespace: str, spec: Mapping[str, Any], meta: Mapping[str, Any], **_: Any) -> Any:
         key = _target_key(namespace, spec)
         if key is None:
@@ -133,6 +144,7 @@ def register(registry: kopf.OperatorRegistry, tick_seconds: float) -> None:
         interval=tick_seconds,
         sharp=True,
         backoff=tick_seconds,
+        labels=labels,
         registry=registry,
     )
 
@@ -153,7 +165,7 @@ def register(registry: kopf.OperatorRegistry, tick_seconds: float) -> None:
         ctx.metrics.observe_status(KIND, meta["name"], meta["namespace"], status, workload=workload)
         ctx.metrics.observe_tick(time.monotonic() - started)
 
-    @kopf.on.delete(GROUP, VERSION, PLURAL, id="canary_deleted", registry=registry)
+    @kopf.on.delete(GROUP, VERSION, PLURAL, id="canary_deleted", labels=labels, registry=registry)
     async def canary_deleted(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
         """Run ticks with ``deleting`` set until the engine releases the Canary (``revertOnDeletion`` restores)."""
         ctx: OperatorContext = memo["ctx"]

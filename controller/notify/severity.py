@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from controller.rollout.decision import EventType, Reason
-from controller.rollout.spec import AlertSpec, Severity
+from controller.rollout.decision import Event, EventType, Reason
+from controller.rollout.spec import AlertSpec, Severity, WebhookSpec
 
 _RANK = {Severity.INFO: 0, Severity.WARN: 1, Severity.ERROR: 2}
 
@@ -73,6 +73,18 @@ def severity_for(reason: Reason, event_type: EventType = EventType.NORMAL) -> Se
 def is_notable(reason: Reason) -> bool:
     """True if an Event with this reason should notify (see :data:`NOTIFY_REASONS`)."""
     return reason in NOTIFY_REASONS
+
+
+def is_muted(event: Event, webhooks: Sequence[WebhookSpec]) -> bool:
+    """True if ``event`` was caused by failing webhooks of a type whose every hook has ``muteAlert: true``.
+
+    Flagger's ``muteAlert``: a webhook known to be flaky (or alerting on its own) should not page anyone when it
+    fails; the failure is still recorded as a Kubernetes Event and still counts as a failed check.
+    """
+    if event.hook is None:
+        return False
+    hooks = [hook for hook in webhooks if hook.type == event.hook]
+    return bool(hooks) and all(hook.mute_alert for hook in hooks)
 
 
 def should_send(provider_severity: Severity, message_severity: Severity) -> bool:

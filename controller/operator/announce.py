@@ -31,11 +31,11 @@ from controller.notify.dedup import dedup_key, remember
 from controller.notify.delivery import Notifier, broadcast
 from controller.notify.message import Notification, WorkloadKind, action_commands
 from controller.notify.registry import build_notifier
-from controller.notify.severity import alerts_for, is_notable, severity_for
+from controller.notify.severity import alerts_for, is_muted, is_notable, severity_for
 from controller.operator.context import OperatorContext
 from controller.operator.looks import decode_secret
 from controller.rollout.decision import Event
-from controller.rollout.spec import CanarySpec, HookType
+from controller.rollout.spec import CanarySpec, HookType, WebhookSpec
 from controller.rollout.status import CanaryStatus
 
 log = logging.getLogger("coalmine.announce")
@@ -143,17 +143,19 @@ def notifications_to_send(
     sent: Sequence[str],
     *,
     origin: str | None = None,
+    webhooks: Sequence[WebhookSpec] = (),
 ) -> tuple[list[tuple[Event, str]], tuple[str, ...]]:
     """Which Events are notable and not yet sent (by dedup key), and the keys to remember in status.
 
     ``origin`` (:func:`tick_origin`) stands in for the new ``lastTransitionTime``, which a tick repeated after a
-    crash would stamp differently: with it, the repeated tick computes the same keys."""
+    crash would stamp differently: with it, the repeated tick computes the same keys. ``webhooks``: the Canary's,
+    whose ``muteAlert`` silences the Events their failures cause (:func:`~controller.notify.severity.is_muted`)."""
     meta = canary.get("metadata") or {}
     uid = str(meta.get("uid", ""))
     remembered = tuple(sent)
     chosen: list[tuple[Event, str]] = []
     for event in events:
-        if not is_notable(event.reason):
+        if not is_notable(event.reason) or is_muted(event, webhooks):
             continue
         key = dedup_key(
             uid,

@@ -6,7 +6,7 @@ Kept in kopf's ``memo`` (never a module-level singleton) so tests can run severa
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +39,25 @@ class OperatorConfig:
     kubernetes_timeout_s: float = 30.0
     instance: str = "coalmine"
     worker_threads: int = 32
+    selector: tuple[tuple[str, str | None], ...] = ()
+    """Only Canaries/BlueGreens with these labels (value None: the label is present, any value), for sharding."""
+
+
+def parse_selector(items: Sequence[str]) -> tuple[tuple[str, str | None], ...]:
+    """``KEY=VALUE`` (the label has this value) or ``KEY`` (the label is present) items of ``--selector``.
+
+    Raises ValueError for an empty key or a key given twice (two values can never both match).
+    """
+    parsed: dict[str, str | None] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not key:
+            raise ValueError(f"selector {item!r}: expected KEY=VALUE or KEY")
+        if key in parsed:
+            raise ValueError(f"selector {item!r}: label {key!r} given twice")
+        parsed[key] = value.strip() if sep else None
+    return tuple(parsed.items())
 
 
 @dataclass

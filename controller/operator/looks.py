@@ -118,7 +118,9 @@ def build_look(
         try:
             provider = ctx.provider(key[0], _credentials(ctx.api, key), insecure=key[3])
             looks[key] = collect_look(provider, request)
-        except (ProviderError, KubeError) as error:
+        except (ProviderError, KubeError, ValueError) as error:
+            # ValueError: a missing or undecodable provider Secret. Like an unreachable provider it fails only the
+            # metrics this provider serves (the look then fails its checks), instead of crashing every tick.
             for name in group.thresholds:
                 failed[name] = str(error)
             for name in group.compared:
@@ -152,7 +154,10 @@ def _credentials(api: KubeApi, key: ProviderKey) -> dict[str, str]:
     secret = api.get(SECRETS, key[1], key[2])
     if secret is None:
         raise ValueError(f"Secret {key[1]}/{key[2]} (MetricTemplate provider secretRef) not found")
-    return decode_secret(secret)
+    try:
+        return decode_secret(secret)
+    except ValueError as error:  # binascii.Error: not base64
+        raise ValueError(f"Secret {key[1]}/{key[2]} (MetricTemplate provider secretRef): bad data: {error}") from error
 
 
 def _merge(

@@ -94,7 +94,9 @@ async def reconcile(
         return TickResult(None)
     sent = ((raw_status.get(NOTIFICATIONS_KEY) or {}).get("sentKeys")) or ()
     origin = tick_origin(raw_status)  # the same for this tick repeated after a crash: no duplicate Event/message
-    notable, remembered = notifications_to_send(canary, decision.status, decision.events, sent, origin=origin)
+    notable, remembered = notifications_to_send(
+        canary, decision.status, decision.events, sent, origin=origin, webhooks=spec.analysis.webhooks
+    )
     await asyncio.to_thread(record_events, ctx, canary, decision.events, origin=origin)
     await announce(ctx, canary, spec, decision.status, gathered.target, decision.events, notable, verdict)
     patch = decision.status.to_dict()

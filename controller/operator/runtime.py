@@ -68,8 +68,9 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         pool = ThreadPoolExecutor(max_workers=config.worker_threads, thread_name_prefix="coalmine")
         asyncio.get_running_loop().set_default_executor(pool)
 
-    canary.register(registry, config.tick_seconds)
-    bluegreen.register(registry, config.tick_seconds)
+    labels = canary.label_filter(config.selector)
+    canary.register(registry, config.tick_seconds, labels)
+    bluegreen.register(registry, config.tick_seconds, labels)
 
     @kopf.on.cleanup(registry=registry)
     async def close_context(memo: kopf.Memo, **_: Any) -> None:

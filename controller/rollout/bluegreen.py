@@ -37,7 +37,6 @@ from controller.rollout.bluegreen_spec import BlueGreenSpec
 from controller.rollout.decision import Decision, Reason, SetWeights
 from controller.rollout.judging import policy_from_spec
 from controller.rollout.machine import (
-    DEADLINE_PHASES,
     Probes,
     _detect_revision,
     _initialize,
@@ -45,6 +44,8 @@ from controller.rollout.machine import (
     _waiting,
     check_deadline,
     finish,
+    resumed,
+    suspended,
     terminate,
 )
 from controller.rollout.moves import (
@@ -126,10 +127,10 @@ def step(spec: BlueGreenSpec, status: CanaryStatus, obs: Observations, now: floa
     if obs.deleting:
         terminate(tick, "BlueGreen")
     elif spec.canary.suspend:
-        if status.phase in DEADLINE_PHASES:
-            tick.update(progress_time=now)
+        suspended(tick, "BlueGreen")
         return tick.decision()
     else:
+        resumed(tick)
         _run(tick, spec)
     _finish(tick, spec)
     return tick.decision()

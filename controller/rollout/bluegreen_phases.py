@@ -84,7 +84,7 @@ def _first_look(tick: Tick, spec: BlueGreenSpec) -> None:
     failure = _hook_failed(tick, HookType.PRE_ROLLOUT)
     tick.update(last_analysis_time=tick.now)
     if failure is not None:
-        _failed_check(tick, failure)
+        _failed_check(tick, failure, HookType.PRE_ROLLOUT)
         return
     preview = spec.preview
     tick.update(

@@ -38,10 +38,20 @@ def _ready(phase: Phase) -> str:
     return "True" if phase in (Phase.INITIALIZED, Phase.SUCCEEDED) else "False"
 
 
-def derive_conditions(status: CanaryStatus, now: float, generation: int) -> tuple[Condition, ...]:
-    """The four conditions for ``status`` (its phase and message), keeping transition times that did not change."""
+SUSPENDED_MESSAGE = "Suspended (spec.suspend is true): no actions until it is false"
+
+
+def derive_conditions(
+    status: CanaryStatus, now: float, generation: int, *, suspended: bool = False
+) -> tuple[Condition, ...]:
+    """The four conditions for ``status`` (its phase and message), keeping transition times that did not change.
+
+    ``suspended``: the messages say so first; the condition states stay those of the phase (Ready keeps its value).
+    """
     phase = status.phase
     message = status.message or _PROMOTED_MESSAGES[phase]
+    if suspended:
+        message = f"{SUSPENDED_MESSAGE}. {message}"
     wanted = (
         ("Promoted", _promoted(phase), _PROMOTED_MESSAGES[phase]),
         ("Ready", _ready(phase), message),

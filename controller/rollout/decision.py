@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from controller.rollout.spec import HookType
 from controller.rollout.status import CanaryStatus
 
 
@@ -110,17 +111,23 @@ class Reason(StrEnum):
     POST_ROLLOUT_FAILED = "PostRolloutFailed"
     TERMINATING = "Terminating"
     TERMINATED = "Terminated"
+    SUSPENDED = "Suspended"
     INVALID_SPEC = "InvalidSpec"
     RECONCILE_FAILED = "ReconcileFailed"
 
 
 @dataclass(frozen=True)
 class Event:
-    """A Kubernetes Event to record on the Canary (and to send to ``event`` webhooks and alert providers)."""
+    """A Kubernetes Event to record on the Canary (and to send to ``event`` webhooks and alert providers).
+
+    ``hook``: the webhook type whose failure caused this Event, if one did — its ``muteAlert`` decides whether the
+    Event also notifies (it is always recorded).
+    """
 
     type: EventType
     reason: Reason
     message: str
+    hook: HookType | None = None
 
 
 @dataclass(frozen=True)

@@ -83,14 +83,15 @@ def record_look(tick: Tick, outcome: Outcome, reason: str) -> bool:
     """Record a look (verdict outcome combined with the ``rollout`` hooks) and act on a look that did not pass:
     rejected rolls back, fail counts a failed check, noData holds and is counted apart. True if it passed."""
     failure = _hook_failed(tick, HookType.ROLLOUT)
+    hook: HookType | None = None
     if failure is not None and _SEVERITY[outcome] < _SEVERITY[Outcome.FAIL]:
-        outcome, reason = Outcome.FAIL, failure
+        outcome, reason, hook = Outcome.FAIL, failure, HookType.ROLLOUT
     tick.update(last_analysis_time=tick.now)
     if outcome is Outcome.REJECTED:
         rollback(tick, Reason.COMPARISON_REJECTED, f"Rolling back {tick.target}: {reason}")
         return False
     if outcome is Outcome.FAIL:
-        _failed_check(tick, reason)
+        _failed_check(tick, reason, hook)
         return False
     if outcome is Outcome.NO_DATA:
         count = tick.status.no_data_checks + 1
@@ -111,7 +112,7 @@ def _look(tick: Tick) -> None:
         failure = _hook_failed(tick, HookType.PRE_ROLLOUT)
         tick.update(last_analysis_time=tick.now)
         if failure is not None:
-            _failed_check(tick, failure)
+            _failed_check(tick, failure, HookType.PRE_ROLLOUT)
             return
         tick.update(gates={**tick.status.gates, GATE_PRE_ROLLOUT: PASSED})
         tick.note(Reason.ANALYSIS_STARTED, f"Starting canary analysis for {tick.target}")
@@ -131,7 +132,8 @@ def _look(tick: Tick) -> None:
     _advance(tick, verdict)
 
 
-def _failed_check(tick: Tick, reason: str) -> None:
+def _failed_check(tick: Tick, reason: str, hook: HookType | None = None) -> None:
+    """A failed check; ``hook`` is the webhook type that failed it, if one did (see ``Event.hook``)."""
     count = tick.status.failed_checks + 1
     threshold = tick.spec.analysis.threshold
     tick.update(failed_checks=count)
@@ -139,7 +141,7 @@ def _failed_check(tick: Tick, reason: str) -> None:
         rollback(tick, Reason.ROLLED_BACK, f"Rolling back {tick.target} failed checks threshold reached {count}")
         return
     message = f"Halt {tick.target} advancement: {reason} (failed checks {count}/{threshold})"
-    tick.warn(Reason.HALTED, message)
+    tick.warn(Reason.HALTED, message, hook=hook)
     tick.update(hold=Hold.FAILED_CHECK, message=message)
 
 

@@ -33,7 +33,10 @@ from controller.rollout.moves import (
     DONE,
     GATE_CONFIRM_ROLLOUT,
     GATE_POST_ROLLOUT,
+    GATE_RESTORE_ON_DELETE,
+    GATE_SUSPENDED,
     PENDING,
+    REQUESTED,
     analysing_hooks,
     effective_deadline,
     gathering_paused,
@@ -103,11 +106,10 @@ def step(spec: CanarySpec, status: CanaryStatus, obs: Observations, now: float) 
     if obs.deleting:
         terminate(tick)
     elif spec.suspend:
-        # Frozen: no actions, no Events, and the deadline clock does not run while suspended.
-        if status.phase in DEADLINE_PHASES:
-            tick.update(progress_time=now)
+        suspended(tick)
         return tick.decision()
     else:
+        resumed(tick)
         _run(tick)
     _finish(tick)
     return tick.decision()
@@ -283,7 +285,11 @@ def _steady(tick: Tick) -> None:
         if outcome is None:
             return
         if not outcome.passed:
-            tick.warn(Reason.POST_ROLLOUT_FAILED, f"Post-rollout hook of {tick.target} failed: {outcome.message}")
+            tick.warn(
+                Reason.POST_ROLLOUT_FAILED,
+                f"Post-rollout hook of {tick.target} failed: {outcome.message}",
+                hook=HookType.POST_ROLLOUT,
+            )
     tick.update(gates={**status.gates, GATE_POST_ROLLOUT: DONE})
 
 
@@ -298,6 +304,9 @@ def terminate(tick: Tick, kind: str = "Canary") -> None:
         tick.enter(Phase.TERMINATED, Reason.TERMINATED, f"{kind} for {tick.target} deleted")
         tick.act(ReleaseFinalizer())
         return
+    # Readiness observed on the tick that first restores was read before the scale-up (and a scaled-to-zero
+    # target reads as 100 % ready): only a later tick, after the restore was recorded, may release the finalizer.
+    restored = status.phase is Phase.TERMINATING and status.gates.get(GATE_RESTORE_ON_DELETE) == REQUESTED
     if status.phase is not Phase.TERMINATING:
         tick.enter(
             Phase.TERMINATING,
@@ -305,7 +314,9 @@ def terminate(tick: Tick, kind: str = "Canary") -> None:
             f"{kind} deleted: restoring {tick.target} and its routes (revertOnDeletion)",
         )
     tick.act(RestoreOnDelete())
-    if tick.obs.canary_ready_percent >= spec.analysis.canary_ready_threshold:
+    if not restored:
+        tick.update(gates={**tick.status.gates, GATE_RESTORE_ON_DELETE: REQUESTED})
+    elif tick.obs.canary_ready_percent >= spec.analysis.canary_ready_threshold:
         tick.enter(Phase.TERMINATED, Reason.TERMINATED, f"{tick.target} restored; {kind} deleted")
         tick.act(ReleaseFinalizer())
         return
@@ -320,6 +331,30 @@ def terminate(tick: Tick, kind: str = "Canary") -> None:
         tick.act(ReleaseFinalizer())
         return
     tick.hold(Hold.CANARY_NOT_READY, f"Waiting for {tick.target} to be restored")
+
+
+def suspended(tick: Tick, kind: str = "Canary") -> None:
+    """``suspend: true`` (Canary, BlueGreen): frozen — no actions, and the deadline clock does not run — but the
+    status still acknowledges the spec (``observedGeneration``, conditions saying "Suspended"), so ``kubectl wait``,
+    kstatus and Flux do not see a stale generation as a rollout in progress forever. One Event on entering."""
+    status, now = tick.status, tick.now
+    if status.phase in DEADLINE_PHASES:
+        tick.update(progress_time=now)
+    if status.gates.get(GATE_SUSPENDED) != DONE:
+        tick.note(Reason.SUSPENDED, f"{kind} for {tick.target} suspended: no actions until spec.suspend is false")
+        tick.update(gates={**status.gates, GATE_SUSPENDED: DONE})
+    generation = tick.obs.generation or status.observed_generation
+    tick.update(
+        observed_generation=generation,
+        conditions=derive_conditions(tick.status, now, generation, suspended=True),
+    )
+
+
+def resumed(tick: Tick) -> None:
+    """Forget a past suspension, so the next one is announced again."""
+    gates = tick.status.gates
+    if GATE_SUSPENDED in gates:
+        tick.update(gates={key: value for key, value in gates.items() if key != GATE_SUSPENDED})
 
 
 def _finish(tick: Tick) -> None:
@@ -386,4 +421,15 @@ _PHASE_RULES: dict[Phase, Callable[[Tick], None]] = {
     Phase.TERMINATED: lambda tick: None,
 }
 
-__all__ = ["DEADLINE_PHASES", "Probes", "check_deadline", "finish", "plan", "step", "terminate", "wait_message"]
+__all__ = [
+    "DEADLINE_PHASES",
+    "Probes",
+    "check_deadline",
+    "finish",
+    "plan",
+    "resumed",
+    "step",
+    "suspended",
+    "terminate",
+    "wait_message",
+]

@@ -24,6 +24,12 @@ GATE_CONFIRM_ROLLOUT = "confirm-rollout"
 GATE_PRE_ROLLOUT = "pre-rollout"
 GATE_CONFIRM_PROMOTION = "confirm-promotion"
 GATE_POST_ROLLOUT = "post-rollout"
+GATE_RESTORE_ON_DELETE = "restore-on-delete"
+"""Set (to ``REQUESTED``) on the tick ``RestoreOnDelete`` is first issued: readiness read on that tick predates
+the scale-up (and a 0-replica target reads as 100 % ready), so only a later tick may release the finalizer."""
+GATE_SUSPENDED = "suspended"
+"""Set (to ``DONE``) once the "Suspended" Event was recorded, so a suspension announces itself only once."""
+REQUESTED = "requested"
 
 
 def pause_gate(step_index: int) -> str:

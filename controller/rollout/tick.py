@@ -29,7 +29,7 @@ from controller.rollout.moves import (
 )
 from controller.rollout.observations import Observations
 from controller.rollout.phases import Hold, Phase
-from controller.rollout.spec import CanarySpec
+from controller.rollout.spec import CanarySpec, HookType
 from controller.rollout.status import CanaryStatus
 
 
@@ -58,8 +58,8 @@ class Tick:
     def note(self, reason: Reason, message: str) -> None:
         self.events.append(Event(EventType.NORMAL, reason, message))
 
-    def warn(self, reason: Reason, message: str) -> None:
-        self.events.append(Event(EventType.WARNING, reason, message))
+    def warn(self, reason: Reason, message: str, *, hook: HookType | None = None) -> None:
+        self.events.append(Event(EventType.WARNING, reason, message, hook))
 
     def enter(self, phase: Phase, reason: Reason, message: str, *, warning: bool = False) -> None:
         """A phase transition: always an Event, always progress (it restarts the deadline clock)."""
