@@ -90,8 +90,8 @@ async def test_restarted_in_every_phase_resumes_without_skipping_repeating_or_fo
     emulator.store.behaviour.deployments_ready = False  # the primary will not become ready: Initializing holds
     emulator.create_object(DEPLOYMENTS, deployment("podinfo", "podinfo:1"), NS)
     settle(emulator, "podinfo")
-    # Looks every 2 s: a stop that lets a half-way tick finish stays well inside one step.
-    emulator.create_object(CANARIES, canary("podinfo", analysis={**COMPARISON, "interval": "2s"}), NS)
+    # Looks every 4 s: a stop that lets a half-way tick finish stays well inside one step, even on a loaded machine.
+    emulator.create_object(CANARIES, canary("podinfo", analysis={**COMPARISON, "interval": "4s"}), NS)
     await run.start()
     try:
         await wait_for("the primary", lambda: emulator.read_object(DEPLOYMENTS, NS, "podinfo-primary"))
