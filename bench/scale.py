@@ -130,7 +130,7 @@ class Recorder:
 
 def instrument(recorder: Recorder) -> None:
     """Wrap the handler's ``reconcile`` to time every tick (the handler module looks it up at call time)."""
-    from controller.handlers import canary as handler_module
+    from controller.handlers import common as handler_module
 
     original = handler_module.reconcile
 

@@ -11,7 +11,7 @@ import kubernetes.client
 import pytest
 from emulator import CoalmineEmulator, operator_settings, running_operator
 
-from controller.handlers.canary import label_filter
+from controller.handlers.common import label_filter
 from controller.operator.context import OperatorConfig, parse_selector
 from controller.operator.runtime import build_context, build_registry, configure_settings
 

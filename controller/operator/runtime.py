@@ -15,7 +15,7 @@ import kopf
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
-from controller.handlers import bluegreen, canary
+from controller.handlers import bluegreen, canary, common
 from controller.kube.client import KubeClient
 from controller.operator.context import OperatorConfig, OperatorContext
 
@@ -68,7 +68,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         pool = ThreadPoolExecutor(max_workers=config.worker_threads, thread_name_prefix="coalmine")
         asyncio.get_running_loop().set_default_executor(pool)
 
-    labels = canary.label_filter(config.selector)
+    labels = common.label_filter(config.selector)
     canary.register(registry, config.tick_seconds, labels)
     bluegreen.register(registry, config.tick_seconds, labels)
 
