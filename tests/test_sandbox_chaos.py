@@ -41,11 +41,11 @@ def event(reason: str, note: str, type_: str = "Normal") -> dict[str, Any]:
 
 
 def test_weights_must_be_steps_and_rise_one_step_at_a_time() -> None:
-    assert chaos.weight_violations([sample(t, w) for t, w in enumerate([None, 0, 20, 40, 60, 0, 20, 0])]) == []
-    (jump,) = chaos.weight_violations([sample(0, 0), sample(1, 20), sample(2, 60)])
-    assert "jumped 20 → 60" in jump
-    (odd,) = chaos.weight_violations([sample(0, 0), sample(1, 30)])
-    assert "30 is not a step" in odd
+    assert chaos.weight_violations([sample(t, w) for t, w in enumerate([None, 0, 10, 20, 30, 40, 50, 0, 10, 0])]) == []
+    (jump,) = chaos.weight_violations([sample(0, 0), sample(1, 10), sample(2, 40)])
+    assert "jumped 10 → 40" in jump
+    (odd,) = chaos.weight_violations([sample(0, 0), sample(1, 25)])
+    assert "25 is not a step" in odd
 
 
 def test_promotions_count_every_change_of_the_primary_template() -> None:
@@ -57,14 +57,14 @@ def test_promotions_count_every_change_of_the_primary_template() -> None:
 def test_events_duplicated_or_missing_are_reported() -> None:
     complete = [
         event("NewRevision", "New revision detected! Scaling up podinfo"),
-        *(event("Advanced", f"Advance podinfo canary weight {w}") for w in (20, 40, 60)),
+        *(event("Advanced", f"Advance podinfo canary weight {w}") for w in (10, 20, 30, 40, 50)),
         event("Promoting", "Copying podinfo template spec to podinfo-primary"),
         event("Succeeded", "Promotion completed!"),
     ]
     assert chaos.check_events(complete, HEALTHY) == ([], [])
     duplicates, missing = chaos.check_events([*complete[:2], complete[1], *complete[3:]], HEALTHY)
-    assert duplicates == ["Advanced: Advance podinfo canary weight 20 ×2"]
-    assert missing == ["Advanced to 40"]
+    assert duplicates == ["Advanced: Advance podinfo canary weight 10 ×2"]
+    assert missing == ["Advanced to 20"]
     assert chaos.check_events(complete[:2], FAULTY) == ([], ["a rollback Event"])
     assert chaos.check_events([*complete[:2], event("RolledBack", "Rolling back", "Warning")], FAULTY) == ([], [])
 
@@ -124,7 +124,7 @@ def test_a_tick_repeated_from_the_same_stored_status_records_its_events_once() -
 
 
 def test_a_tick_repeated_after_a_crash_computes_the_same_notification_key() -> None:
-    stored = {"phase": "Progressing", "canaryWeight": 60}
+    stored = {"phase": "Progressing", "canaryWeight": 50}
     done = Event(EventType.NORMAL, Reason.SUCCEEDED, "Promotion completed!")
     first = CanaryStatus(phase=Phase.SUCCEEDED, last_applied_spec="rev", last_transition_time=1000.0)
     retried = replace(first, last_transition_time=1003.5)  # the repeated tick stamps its own clock

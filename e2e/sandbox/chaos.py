@@ -34,8 +34,8 @@ from e2e.sandbox.observe import Sample, Sampler
 from e2e.sandbox.recorder import Delivery, WebhookRecorder
 from e2e.sandbox.stack import Stack
 
-STEPS = (20, 40, 60)
-TIMING = manifests.Timing(interval_s=3, metric_interval_s=10, threshold=2, min_requests=20)
+STEPS = (10, 20, 30, 40, 50)
+TIMING = manifests.Timing(interval_s=6, metric_interval_s=15, threshold=2, min_requests=30)
 FAILURE_REASONS = frozenset({"RolledBack", "ComparisonRejected", "Aborted", "ProgressDeadlineExceeded"})
 ROLLOUT_DEADLINE_S = 120.0
 

@@ -1,7 +1,9 @@
 """The objects the sandbox applies: the ``podinfo`` Deployment, its Canary and (optionally) a webhook AlertProvider.
 
-The Canary is tuned for a short demo, not for production: 6 s between looks (``--quick``: 4 s), weights 20 → 40
-→ 60 % then promotion, the comparison judge at ``alpha`` 0.01 with a small ``minRequests`` (the canary arm only
+The Canary is tuned for a short demo, not for production: 6 s between looks (``--quick``: 5 s), weights 10 → 20
+→ … → 50 % then promotion (tuned with ``coalmine simulate`` at 40 rps: with 20 → 40 → 60 % and 3–5 s looks, 2–7 % of
+releases failing 10 % of requests were promoted before the judge had enough requests; with five 6 s steps, none
+of 1,000 were, and every healthy one was), the comparison judge at ``alpha`` 0.01 with a small ``minRequests`` (the canary arm only
 sees a few requests per second here), and Flagger's ``request-success-rate`` check at ≥ 90 % over a short window.
 That check is loose on purpose: over a few seconds of canary traffic, one unlucky 5xx among a dozen requests of a
 healthy release (rates extrapolated from few samples) reads as 92 %. The comparison judge is what catches the
@@ -83,8 +85,8 @@ def canary(namespace: str, name: str, timing: Timing, *, alert_provider: str | N
     analysis: Object = {
         "interval": f"{timing.interval_s}s",
         "threshold": timing.threshold,
-        "stepWeight": 20,
-        "maxWeight": 60,
+        "stepWeight": 10,
+        "maxWeight": 50,
         "comparison": {
             "alpha": 0.01,
             "minRequests": timing.min_requests,
