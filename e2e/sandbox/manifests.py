@@ -3,8 +3,9 @@
 The Canary is tuned for a short demo, not for production: 6 s between looks (``--quick``: 5 s), weights 10 → 20
 → … → 50 % then promotion (tuned with ``coalmine simulate`` at 40 rps: with 20 → 40 → 60 % and 3–5 s looks, 2–7 % of
 releases failing 10 % of requests were promoted before the judge had enough requests; with five 6 s steps, none
-of 1,000 were, and every healthy one was), the comparison judge at ``alpha`` 0.01 with a small ``minRequests`` (the canary arm only
-sees a few requests per second here), and Flagger's ``request-success-rate`` check at ≥ 90 % over a short window.
+of 1,000 were, and every healthy one was), the comparison judge at ``alpha`` 0.01 with a small ``minRequests``
+(the canary arm only sees a few requests per second here), and Flagger's ``request-success-rate`` check at
+≥ 90 % over a short window.
 That check is loose on purpose: over a few seconds of canary traffic, one unlucky 5xx among a dozen requests of a
 healthy release (rates extrapolated from few samples) reads as 92 %. The comparison judge is what catches the
 faulty release; the threshold check only shows Flagger's checks still work.
