@@ -54,3 +54,27 @@ def test_a_broken_provider_secret_fails_the_metrics_it_serves(secret: dict[str, 
     look = build_look(_context(secret), "podinfo", "test", spec, policy_from_spec(spec), (T0 - 60, T0))
     value = look.thresholds["errors"]
     assert value.error is not None and error in value.error
+
+
+def test_an_alert_provider_secret_with_bad_base64_skips_that_provider_instead_of_crashing_the_tick() -> None:
+    from controller.kube.api import ALERT_PROVIDERS
+    from controller.notify.severity import Severity
+    from controller.operator.announce import _notifiers
+
+    kube = FakeKube()
+    kube.put(
+        ALERT_PROVIDERS,
+        "test",
+        {"metadata": {"name": "on-call"}, "spec": {"type": "slack", "secretRef": {"name": "slack-url"}}},
+    )
+    kube.put(SECRETS, "test", {"metadata": {"name": "slack-url"}, "data": {"address": "%%% not base64 %%%"}})
+    ctx = OperatorContext(config=OperatorConfig(), api=cast(KubeApi, kube))
+    spec = make_spec(
+        {
+            "interval": "1m",
+            "stepWeight": 20,
+            "maxWeight": 60,
+            "alerts": [{"name": "on-call", "severity": "info", "providerRef": {"name": "on-call"}}],
+        }
+    )
+    assert _notifiers(ctx, "test", spec, Severity.ERROR) == []

@@ -26,7 +26,7 @@ from controller.hooks import EventInfo, HookPayload, run_hooks
 from controller.kube.api import ALERT_PROVIDERS, EVENTS, SECRETS
 from controller.kube.errors import ApiConflict, KubeError
 from controller.kube.objects import build_event
-from controller.notify.config import ProviderConfig, ProviderConfigError, provider_config
+from controller.notify.config import ProviderConfig, provider_config
 from controller.notify.dedup import dedup_key, remember
 from controller.notify.delivery import Notifier, broadcast
 from controller.notify.message import Notification, WorkloadKind, action_commands
@@ -127,7 +127,7 @@ def _notifiers(ctx: OperatorContext, namespace: str, spec: CanarySpec, severity:
             secret_name = (provider_spec.get("secretRef") or {}).get("name")
             secret = ctx.api.get(SECRETS, provider_namespace, secret_name) if secret_name else None
             configs.append((alert.name, provider_config(provider_spec, decode_secret(secret))))
-        except (KubeError, ProviderConfigError) as error:
+        except (KubeError, ValueError) as error:  # ValueError: ProviderConfigError, or a Secret with bad base64
             log.warning("alert %s: %s", alert.name, error)
     if not spec.analysis.alerts and ctx.config.default_alert is not None:
         configs.append(("default", ctx.config.default_alert))
