@@ -21,7 +21,7 @@ CHECKOUT_HINT = (
 
 def sandbox_command(
     output: Annotated[Path | None, typer.Option(help="Where to write the PNG (default out/sandbox-TIME.png).")] = None,
-    quick: Annotated[bool, typer.Option(help="Shorter intervals (about a minute).")] = False,
+    quick: Annotated[bool, typer.Option(help="Shorter pauses and waits (about a minute and a half).")] = False,
     rps: Annotated[float, typer.Option(min=1, max=50, help="Requests per second of the load generator.")] = 40.0,
     live: Annotated[
         bool | None, typer.Option("--live/--no-live", help="The plugin's live view (default: when on a terminal).")

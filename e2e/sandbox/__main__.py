@@ -16,7 +16,7 @@ from e2e.sandbox.stack import terminate_on_signals
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="coalmine sandbox", description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--output", type=Path, default=None, help="where to write the PNG (default out/sandbox-….png)")
-    parser.add_argument("--quick", action="store_true", help="shorter intervals (about a minute; used by the tests)")
+    parser.add_argument("--quick", action="store_true", help="shorter pauses and waits (used by the tests)")
     parser.add_argument("--rps", type=float, default=40.0, help="requests per second of the load generator (1-50)")
     parser.add_argument("--live", action=argparse.BooleanOptionalAction, default=None, help="the plugin's live view")
     parser.add_argument("--keep", action="store_true", help="keep the work directory with every process's log")

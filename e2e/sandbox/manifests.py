@@ -5,7 +5,7 @@ The Canary is tuned for a short demo, not for production: 6 s between looks (``-
 releases failing 10 % of requests were promoted before the judge had enough requests; with five 6 s steps, none
 of 1,000 were, and every healthy one was), the comparison judge at ``alpha`` 0.01 with a small ``minRequests``
 (the canary arm only sees a few requests per second here), and Flagger's ``request-success-rate`` check at
-≥ 90 % over a short window.
+≥ 80 % over a short window.
 That check is loose on purpose: over a few seconds of canary traffic, one unlucky 5xx among a dozen requests of a
 healthy release (rates extrapolated from few samples) reads as 92 %. The comparison judge is what catches the
 faulty release; the threshold check only shows Flagger's checks still work.
@@ -98,7 +98,7 @@ def canary(namespace: str, name: str, timing: Timing, *, alert_provider: str | N
             {
                 "name": "request-success-rate",
                 "interval": f"{timing.metric_interval_s}s",
-                "thresholdRange": {"min": 90},
+                "thresholdRange": {"min": 80},
             }
         ],
     }

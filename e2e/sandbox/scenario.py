@@ -49,7 +49,7 @@ class Options:
     @property
     def timing(self) -> manifests.Timing:
         if self.quick:
-            return manifests.Timing(interval_s=5, metric_interval_s=15, min_requests=30)
+            return manifests.Timing(interval_s=6, metric_interval_s=15, min_requests=30)
         return manifests.Timing(interval_s=6, metric_interval_s=15)
 
     @property
