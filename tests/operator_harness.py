@@ -36,6 +36,7 @@ from cloudcoil.models.istio.networking.v1beta1 import DestinationRule, VirtualSe
 from emulator import CoalmineEmulator, operator_settings, running_operator
 
 from controller.kube.api import Recorder
+from controller.kube.cached import CachedKubeApi
 from controller.kube.client import KubeClient
 from controller.operator.context import OperatorConfig, OperatorContext
 from controller.operator.runtime import build_registry, configure_settings
@@ -511,7 +512,7 @@ class OperatorRun:
             timeout_s=self.config.kubernetes_timeout_s,
             instance=self.config.instance,
         )
-        ctx = OperatorContext(config=self.config, api=api)
+        ctx = OperatorContext(config=self.config, api=CachedKubeApi.over(api, self.config.namespaces))
         settings = operator_settings()
         configure_settings(settings)
         settings.watching.server_timeout = 60

@@ -90,6 +90,11 @@ async def wait_phase(emulator: CoalmineEmulator, phase: str, timeout: float = 20
     return found
 
 
+async def wait_announced(emulator: CoalmineEmulator) -> None:
+    """Wait for the Events of the transitions written so far: they go out one tick later (``status.outbox``)."""
+    await wait_for(f"BlueGreen {NAME}'s outbox to be announced", lambda: not status(emulator).get("outbox"))
+
+
 def phases(history: History) -> list[str]:
     seen: list[str] = []
     for write in history.of("/bluegreens", NAME):
@@ -148,6 +153,7 @@ async def test_auto_promotion_previews_switches_promotes_and_scales_green_down_a
         await wait_for("green scaled down", lambda: replicas(emulator, NAME) == 0)
         waited = time.monotonic() - finalising_at
         final = await wait_phase(emulator, "Succeeded")
+        await wait_announced(emulator)
     assert waited >= 1.5, f"green went away {waited:.2f}s after Finalising; scaleDownDelaySeconds is 2"
     assert phases(history) == ["Initializing", "Initialized", "Progressing", "Promoting", "Finalising", "Succeeded"]
     # Blue only, then blue + 50 % mirrored to green, then everything to green at once, then back to (new) blue.
@@ -181,6 +187,7 @@ async def test_manual_promotion_waits_for_kubectl_coalmine_promote(
         assert vs_weights(emulator.read_object(VIRTUAL_SERVICES, NS, NAME)) == (100, 0)
         request(emulator, ManualAction.PROMOTE)
         await wait_phase(emulator, "Succeeded", timeout=20)
+        await wait_announced(emulator)
     assert routes(history) == [(100, 0, None), (100, 0, 50.0), (0, 100, None), (100, 0, None)]
     assert "PromotionApproved" in reasons(emulator)
 
@@ -194,6 +201,7 @@ async def test_pre_promotion_failure_fails_and_traffic_never_left_blue(
         prom.script(NAME, success_rate=80.0)
         new_image(emulator, NAME, f"{NAME}:2")
         failed = await wait_phase(emulator, "Failed", timeout=30)
+        await wait_announced(emulator)
     assert failed["failedChecks"] == 1 and "Promoting" not in phases(history)
     assert all(blue == 100 for blue, _, _ in routes(history)), routes(history)
     matched = [
@@ -218,6 +226,7 @@ async def test_post_promotion_failure_switches_traffic_back_to_blue(
         await wait_phase(emulator, "Promoting", timeout=30)
         prom.script(NAME, success_rate=80.0)
         failed = await wait_phase(emulator, "Failed", timeout=20)
+        await wait_announced(emulator)
     assert routes(history) == [(100, 0, None), (100, 0, 50.0), (0, 100, None), (100, 0, None)]
     assert failed["canaryWeight"] == 0
     # Blue never took the new revision: the switch back is to the old, known-good pods.

@@ -8,6 +8,7 @@ read from the emulator's commit stream (``History``), so a step that lasted one 
 from __future__ import annotations
 
 import asyncio
+import copy
 from typing import Any
 
 import pytest
@@ -69,6 +70,11 @@ def reasons(emulator: CoalmineEmulator, name: str) -> list[str]:
     return [reason for reason, _ in events_of(emulator, name)]
 
 
+async def wait_announced(emulator: CoalmineEmulator, name: str) -> None:
+    """Wait for the Events of the transitions written so far: they go out one tick later (``status.outbox``)."""
+    await wait_for(f"{name}'s outbox to be announced", lambda: not status_of(emulator, name).get("outbox"))
+
+
 def looks(status: dict[str, Any]) -> int:
     """How many looks the judge's error-rate test has taken (its state lives in ``status.judge``)."""
     return int(((status.get("judge") or {}).get("error-rate") or {}).get("test", {}).get("looks", 0))
@@ -103,6 +109,7 @@ async def test_initialises_then_promotes_a_new_image_through_every_step(
 
         new_image(emulator, "podinfo", "podinfo:2")
         status = await wait_phase(emulator, "podinfo", "Succeeded", timeout=30)
+        await wait_announced(emulator, "podinfo")
 
     assert history.weights("podinfo") == STEPS
     assert history.phases("podinfo") == [
@@ -136,6 +143,7 @@ async def test_failing_threshold_metric_rolls_back_at_the_threshold(
         prom.script("podinfo", success_rate=80.0)
         new_image(emulator, "podinfo", "podinfo:2")
         status = await wait_phase(emulator, "podinfo", "Failed", timeout=30)
+        await wait_announced(emulator, "podinfo")
     assert status["failedChecks"] == 2
     assert history.weights("podinfo") == [(100, 0), (75, 25), (100, 0)]
     assert [s["failedChecks"] for s in history.statuses("podinfo") if s["phase"] == "Progressing"][-1] == 1
@@ -156,6 +164,7 @@ async def test_comparison_rejection_rolls_back_at_once_with_the_reason(
         prom.script("podinfo", canary=Counts(1000, 200), primary=Counts(1000, 2))
         new_image(emulator, "podinfo", "podinfo:2")
         status = await wait_phase(emulator, "podinfo", "Failed", timeout=30)
+        await wait_announced(emulator, "podinfo")
     assert status["failedChecks"] == 0, "a rejection is not a failed check: it rolls back at once"
     assert history.weights("podinfo") == [(100, 0), (75, 25), (100, 0)]
     rejected = [note for reason, note in events_of(emulator, "podinfo") if reason == "ComparisonRejected"]
@@ -181,6 +190,7 @@ async def test_no_data_holds_the_weight_then_fails_at_the_progress_deadline(
         assert held and status_of(emulator, "podinfo")["phase"] == "Progressing"
         assert weights_of(emulator, "podinfo") == (75, 25), "no data never moves the weight"
         status = await wait_phase(emulator, "podinfo", "Failed", timeout=15)
+        await wait_announced(emulator, "podinfo")
     assert status["failedChecks"] == 0 and status["noDataChecks"] >= 2
     assert history.weights("podinfo") == [(100, 0), (75, 25), (100, 0)]
     assert any("deadline" in note.lower() for _, note in events_of(emulator, "podinfo"))
@@ -321,7 +331,7 @@ async def test_virtual_service_drift_is_put_back(emulator: CoalmineEmulator, pro
     async with operator(emulator, test_config(prom)):
         await wait_phase(emulator, "podinfo", "Initialized")
         vs = emulator.read_object(VIRTUAL_SERVICES, NS, "podinfo")
-        http = [dict(route) for route in vs["spec"]["http"]]
+        http = copy.deepcopy(vs["spec"]["http"])  # read_object answers the stored object: edit a copy, as kubectl
         for route in http:
             for dest in route.get("route") or ():
                 dest["weight"] = 50

@@ -19,8 +19,10 @@ real HTTP against the emulated API server.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping, Sequence
+import socket
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -77,6 +79,7 @@ __all__ = [
     "PatchType",
     "Recorder",
     "Resource",
+    "WatchStream",
     "create_or_update",
     "deep_merge",
     "describe",
@@ -114,6 +117,38 @@ def _api_error(what: str, status: int, message: str) -> ApiError:
 
 
 _VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+
+
+class WatchStream:
+    """The lines of one watch answer, each parsed (``{"type": …, "object": …}``); :meth:`close` ends it from another
+    thread (the reader then sees the stream end)."""
+
+    def __init__(self, response: Any, what: str) -> None:
+        self._response = response
+        self._what = what
+        # Closing the response from another thread does not wake a reader blocked in recv(); shutting the socket
+        # down does.
+        self._socket = getattr(getattr(response, "connection", None), "sock", None)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        pending = b""
+        try:
+            for chunk in self._response.stream(65536, decode_content=True):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield json.loads(line)
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+            raise ApiUnavailable(self._what, 0, f"the watch broke: {type(exc).__name__}: {exc}") from exc
+        finally:
+            self._response.close()  # never back into the pool: a watch's connection is not reused
+
+    def close(self) -> None:
+        if self._socket is not None:
+            with contextlib.suppress(OSError):
+                self._socket.shutdown(socket.SHUT_RDWR)
+        self._response.close()
 
 
 class KubeClient:
@@ -180,20 +215,10 @@ class KubeClient:
         path = resource.path(namespace, name, subresource)
         if query:
             path += "?" + urlencode(dict(query))
-        headers = {"Accept": "application/json", "Content-Type": content_type}
         what = what or describe(resource, namespace, name)
+        response = self._send(method, path, what, body=body, content_type=content_type, timeout_s=self._timeout_s)
         try:
-            method_, url, headers_, body_, post_ = self._api.param_serialize(
-                method=method,
-                resource_path=path,
-                header_params=headers,
-                body=body,
-                auth_settings=["BearerToken"],
-            )
-            response = self._api.call_api(method_, url, headers_, body_, post_, _request_timeout=self._timeout_s)
-            data = response.read()  # type: ignore[no-untyped-call]
-        except ApiException as exc:
-            raise _api_error(what, int(exc.status or 0), _status_message(exc.body) or str(exc.reason)) from exc
+            data = response.read()
         except urllib3.exceptions.HTTPError as exc:
             raise ApiUnavailable(what, 0, f"{method} failed: {type(exc).__name__}: {exc}") from exc
         status = int(response.status)
@@ -205,6 +230,62 @@ class KubeClient:
             return status, json.loads(data)
         except ValueError as exc:
             raise ApiUnavailable(what, status, "the API server answered with something that is not JSON") from exc
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        *,
+        body: Any = None,
+        content_type: str = "application/json",
+        timeout_s: float | tuple[float, float],
+    ) -> Any:
+        """Send one request; the answer's body is not read yet (a watch streams it)."""
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        try:
+            method_, url, headers_, body_, post_ = self._api.param_serialize(
+                method=method,
+                resource_path=path,
+                header_params=headers,
+                body=body,
+                auth_settings=["BearerToken"],
+            )
+            return self._api.call_api(method_, url, headers_, body_, post_, _request_timeout=timeout_s)
+        except ApiException as exc:
+            raise _api_error(what, int(exc.status or 0), _status_message(exc.body) or str(exc.reason)) from exc
+        except urllib3.exceptions.HTTPError as exc:
+            raise ApiUnavailable(what, 0, f"{method} failed: {type(exc).__name__}: {exc}") from exc
+
+    # -- watching (for controller.kube.watchcache) ----------------------------------------------------------------
+
+    def list_version(self, resource: Resource, namespace: str) -> str:
+        """The ``resourceVersion`` of a list of ``resource`` (all namespaces if empty): where a watch starts.
+
+        Asks for one item only (``limit=1``): the version is that of the whole collection either way.
+        """
+        _, answer = self._request("GET", resource, namespace or None, query={"limit": "1"}, list_call=True)
+        return str((answer.get("metadata") or {}).get("resourceVersion") or "")
+
+    def watch(
+        self, resource: Resource, namespace: str, resource_version: str, *, timeout_s: float = 240.0
+    ) -> WatchStream:
+        """Open a watch of ``resource`` from ``resource_version``; the server ends it after ``timeout_s``."""
+        if self._recorder is not None:
+            self._recorder(ApiCall("watch", resource.group, resource.plural))
+        query = {
+            "watch": "true",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(int(timeout_s)),
+        }
+        path = resource.path(namespace or None) + "?" + urlencode(query)
+        what = f"a watch of {resource.kind} objects" + (f" in {namespace}" if namespace else "")
+        response = self._send("GET", path, what, timeout_s=(5.0, timeout_s + 30))
+        status = int(response.status)
+        if status >= 300:
+            raise _api_error(what, status, _status_message(response.read()))
+        return WatchStream(response.response, what)
 
     # -- KubeApi ----------------------------------------------------------------------------------------------
 

@@ -5,13 +5,14 @@ Protocol (the operator's side):
 1. For each notable Event of a tick, compute ``key = dedup_key(uid, revision, reason, phase, origin)``, where
    ``origin`` identifies the stored status the tick started from (``controller.operator.announce.tick_origin``).
 2. Skip it if ``key`` is in ``status.notifications.sentKeys``.
-3. Otherwise deliver it (waiting a bounded time), then write ``remember(sentKeys, key)`` in the status patch that
-   records the transition.
+3. Otherwise queue it in ``status.outbox`` with that key and write ``remember(sentKeys, key)`` in the same status
+   patch that records the transition; the next tick sends it (``controller.operator.outbox``).
 
-An operator killed before that patch repeats the tick from the same stored status, so it computes the same key
-and sends again: a message is never lost to a crash. A receiver may then see it twice, with the same key (the
-generic webhook's ``id``) to drop the repeat by. The key is built from facts stored in the Canary itself, so an
-operator that restarts computes the same key for the same transition.
+An operator killed before that patch has sent nothing, and its repeated tick queues only what it decides itself.
+One killed while sending sends again from the stored outbox with the same key: a message is never lost to a
+crash. A receiver may then see it twice, with the same key (the generic webhook's ``id``) to drop the repeat by.
+The key is built from facts stored in the Canary itself, so an operator that restarts computes the same key for
+the same transition.
 """
 
 from __future__ import annotations

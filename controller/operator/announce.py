@@ -1,14 +1,15 @@
 """Tell people and systems what a tick decided: Kubernetes Events, ``event`` webhooks and alert notifications.
 
-Events are recorded synchronously (they are part of the tick's record); webhooks and notifications are sent in the
-background with bounded retries and timeouts, so a slow or dead receiver never stalls this or any other Canary.
-Notifications are de-duplicated by a key per transition kept in ``status.notifications.sentKeys``.
+The sending helpers. *When* they run is :mod:`controller.operator.outbox`: a tick queues its Events in
+``status.outbox`` together with its decision, and the next tick announces what it finds stored there, so nothing is
+announced for a transition that was never persisted. Only Events that are not transitions (an invalid spec, a
+failed action) are recorded at once with :func:`record_events`.
 
-A tick's side effects happen before kopf writes its status, so an operator killed in between runs the same tick
-again from the same stored status. Both keys are therefore derived from that stored status (:func:`tick_origin`),
-not from the clock: the repeated tick gives its Events the same names (the API answers 409 and nothing is
-recorded twice) and its notifications the same key, which the generic webhook sends as ``id`` for receivers to
-de-duplicate a redelivery.
+Every name and key is derived from the stored status a tick started from (:func:`tick_origin`), never from the
+clock: an Event recorded again after a crash has the same name (the API answers 409 and nothing is recorded twice)
+and a notification sent again has the same key, which the generic webhook sends as ``id`` for receivers to
+de-duplicate a redelivery. Notifications are also remembered by key in ``status.notifications.sentKeys`` (written
+with the outbox), so the same transition decided again from the same stored status is not queued twice.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from analysis.verdict import Verdict
 from controller.hooks import EventInfo, HookPayload, run_hooks
 from controller.kube.api import ALERT_PROVIDERS, EVENTS, SECRETS
 from controller.kube.errors import ApiConflict, KubeError
@@ -35,6 +35,7 @@ from controller.notify.severity import alerts_for, is_muted, is_notable, severit
 from controller.operator.context import OperatorContext
 from controller.operator.looks import decode_secret
 from controller.rollout.decision import Event
+from controller.rollout.outbox import OUTBOX_KEY, entry_id
 from controller.rollout.spec import CanarySpec, HookType, WebhookSpec
 from controller.rollout.status import CanaryStatus
 
@@ -42,11 +43,8 @@ log = logging.getLogger("coalmine.announce")
 _background: set[asyncio.Task[None]] = set()
 
 
-DELIVERY_WAIT_S = 3.0
-"""How long a tick waits for its notifications before writing its status (then they finish in the background)."""
-
-
-def _spawn(coroutine: Any) -> asyncio.Task[None]:
+def spawn(coroutine: Any) -> asyncio.Task[None]:
+    """Run ``coroutine`` in the background, keeping a reference so the task is not garbage-collected mid-flight."""
     task = asyncio.get_running_loop().create_task(coroutine)
     _background.add(task)
     task.add_done_callback(_background.discard)
@@ -54,21 +52,31 @@ def _spawn(coroutine: Any) -> asyncio.Task[None]:
 
 
 def tick_origin(raw_status: Mapping[str, Any]) -> str:
-    """A digest of the stored status a tick started from: the same for a tick repeated after a crash."""
-    return hashlib.sha256(json.dumps(raw_status, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """A digest of the stored status a tick started from: the same for a tick repeated after a crash.
+
+    The outbox is left out: it is the delivery queue, not the rollout's state, so a tick that only removed
+    delivered entries (its own decision failed to act) leaves the next tick deciding from the same origin — the
+    same Events get the same names and keys, exactly as for a tick repeated after a crash.
+    """
+    state = {key: value for key, value in raw_status.items() if key != OUTBOX_KEY}
+    return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def event_name(canary: Mapping[str, Any], origin: str, event: Event, occurrence: int) -> str:
     """A deterministic Event name: the Canary's name and a digest of (uid, tick origin, reason, occurrence)."""
     meta = canary.get("metadata") or {}
-    material = "\x1f".join((str(meta.get("uid", "")), origin, event.reason.value, str(occurrence)))
-    return f"{meta.get('name')}.{hashlib.sha256(material.encode()).hexdigest()[:16]}"
+    return entry_event_name(canary, entry_id(str(meta.get("uid", "")), origin, event.reason, occurrence))
+
+
+def entry_event_name(canary: Mapping[str, Any], entry: str) -> str:
+    """The name of the Event recorded for outbox entry ``entry`` (an id): the Canary's name and the id."""
+    return f"{(canary.get('metadata') or {}).get('name')}.{entry}"
 
 
 def record_events(
     ctx: OperatorContext, canary: Mapping[str, Any], events: Sequence[Event], *, origin: str | None = None
 ) -> None:
-    """Record the tick's Events on the Canary (from a worker thread); a failure is logged, never fatal.
+    """Record Events on the Canary (from a worker thread); a failure is logged, never fatal.
 
     With ``origin`` (:func:`tick_origin`) each Event gets a deterministic name and "already exists" means it was
     recorded by an earlier run of the same tick; without it the API generates the names.
@@ -76,26 +84,31 @@ def record_events(
     seen: dict[str, int] = {}
     for event in events:
         occurrence = seen[event.reason.value] = seen.get(event.reason.value, -1) + 1
-        try:
-            body = build_event(
-                canary,
-                reason=event.reason.value,
-                note=event.message,
-                action=event.reason.value,
-                type_=event.type.value,
-                now=datetime.now(UTC),
-                instance=ctx.config.instance,
-            )
-            if origin is not None:
-                body["metadata"] = {
-                    "name": event_name(canary, origin, event, occurrence),
-                    "namespace": body["metadata"]["namespace"],
-                }
-            ctx.api.create(EVENTS, str(body["metadata"]["namespace"]), body)
-        except ApiConflict:
-            log.debug("Event %s was already recorded by an earlier run of this tick", event.reason)
-        except KubeError as error:
-            log.warning("could not record Event %s: %s", event.reason, error)
+        record_event(ctx, canary, event, None if origin is None else event_name(canary, origin, event, occurrence))
+
+
+def record_event(ctx: OperatorContext, canary: Mapping[str, Any], event: Event, name: str | None = None) -> bool:
+    """Record one Event (from a worker thread), named ``name`` if given. True if it is recorded now or was
+    already (409: an earlier run recorded it); False if the API refused it (logged, never fatal)."""
+    try:
+        body = build_event(
+            canary,
+            reason=event.reason.value,
+            note=event.message,
+            action=event.reason.value,
+            type_=event.type.value,
+            now=datetime.now(UTC),
+            instance=ctx.config.instance,
+        )
+        if name is not None:
+            body["metadata"] = {"name": name, "namespace": body["metadata"]["namespace"]}
+        ctx.api.create(EVENTS, str(body["metadata"]["namespace"]), body)
+    except ApiConflict:
+        log.debug("Event %s (%s) was already recorded by an earlier run", name, event.reason)
+    except KubeError as error:
+        log.warning("could not record Event %s: %s", event.reason, error)
+        return False
+    return True
 
 
 def evidence_line(verdict: Mapping[str, Any] | None) -> str:
@@ -171,61 +184,53 @@ def notifications_to_send(
     return chosen, remembered
 
 
-async def announce(
+async def deliver(
     ctx: OperatorContext,
     canary: Mapping[str, Any],
     spec: CanarySpec,
     status: CanaryStatus,
     target: Mapping[str, Any] | None,
-    events: Sequence[Event],
-    notable: Sequence[tuple[Event, str]],
-    verdict: Verdict | None,
+    event: Event,
+    key: str | None,
 ) -> None:
-    """Send ``event`` webhooks for every Event (in the background) and notifications for the notable ones.
+    """Send one Event's ``event`` webhooks and, with a ``key``, its notification; return when both are done.
 
-    Notifications are awaited for up to :data:`DELIVERY_WAIT_S` before the tick goes on to write its status (with
-    the keys in ``sentKeys``): an operator killed before that write repeats the tick and sends again with the
-    same key, so a message is never lost to a crash (a receiver may see it twice, with the same ``id``). A slow
-    receiver delays its own Canary's tick by at most that long; its delivery then completes in the background.
+    ``status`` is the stored status written together with the Event (phase, weight, revision and evidence in the
+    messages); ``target`` the workload (its image). Each receiver is bounded by its timeout and retries, so this
+    ends in bounded time; failures are logged and counted by the senders, never raised.
     """
     meta = canary.get("metadata") or {}
     name, namespace = str(meta.get("name", "")), str(meta.get("namespace", ""))
+    sends: list[Any] = []
     event_hooks = spec.analysis.hooks_of(HookType.EVENT)
-    loop = asyncio.get_running_loop()
-    for event in events:
-        if event_hooks:
-            payload = HookPayload(
-                name=name,
-                namespace=namespace,
-                phase=status.phase.value,
-                checksum=status.last_applied_spec or "",
-                event=EventInfo(event.message, event.type.value, int(loop.time() * 1000)),
-            )
-            _spawn(run_hooks(event_hooks, payload, client=ctx.http, secret=ctx.config.hook_secret))
-    if not notable:
-        return
-    evidence = evidence_line(status.evidence) or (verdict.reason if verdict else "")
-    deliveries: list[asyncio.Task[None]] = []
-    for event, key in notable:
-        severity = severity_for(event.reason, event.type)
-        notifiers = await asyncio.to_thread(_notifiers, ctx, namespace, spec, severity)
-        if not notifiers:
-            continue
-        message = Notification(
+    if event_hooks:
+        payload = HookPayload(
             name=name,
             namespace=namespace,
             phase=status.phase.value,
-            reason=event.reason.value,
-            message=event.message,
-            severity=severity,
-            weight=status.canary_weight,
-            revision=status.last_applied_spec or "",
-            image=_image(target),
-            evidence=evidence,
-            commands=action_commands(name, namespace, status.phase.value),
-            key=key,
-            kind=WorkloadKind.BLUE_GREEN if canary.get("kind") == WorkloadKind.BLUE_GREEN else WorkloadKind.CANARY,
+            checksum=status.last_applied_spec or "",
+            event=EventInfo(event.message, event.type.value, int(asyncio.get_running_loop().time() * 1000)),
         )
-        deliveries.append(_spawn(broadcast(notifiers, message)))
-    if deliveries:
-        await asyncio.wait(deliveries, timeout=DELIVERY_WAIT_S)
+        sends.append(run_hooks(event_hooks, payload, client=ctx.http, secret=ctx.config.hook_secret))
+    if key is not None:
+        severity = severity_for(event.reason, event.type)
+        notifiers = await asyncio.to_thread(_notifiers, ctx, namespace, spec, severity)
+        if notifiers:
+            message = Notification(
+                name=name,
+                namespace=namespace,
+                phase=status.phase.value,
+                reason=event.reason.value,
+                message=event.message,
+                severity=severity,
+                weight=status.canary_weight,
+                revision=status.last_applied_spec or "",
+                image=_image(target),
+                evidence=evidence_line(status.evidence),
+                commands=action_commands(name, namespace, status.phase.value),
+                key=key,
+                kind=WorkloadKind.BLUE_GREEN if canary.get("kind") == WorkloadKind.BLUE_GREEN else WorkloadKind.CANARY,
+            )
+            sends.append(broadcast(notifiers, message))
+    if sends:
+        await asyncio.gather(*sends)

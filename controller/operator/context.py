@@ -5,6 +5,7 @@ Kept in kopf's ``memo`` (never a module-level singleton) so tests can run severa
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -72,6 +73,8 @@ class OperatorContext:
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     pending_writes: dict[str, tuple[str, int]] = field(default_factory=dict)  # uid → (resourceVersion, skips)
     parsed_specs: dict[str, tuple[str, Any]] = field(default_factory=dict)  # see controller.operator.specs
+    outbox_flights: dict[str, dict[str, asyncio.Task[None] | None]] = field(default_factory=dict)
+    """uid → outbox entry id → its delivery while running, None once done (see controller.operator.outbox)."""
     _providers: dict[tuple[str, str, bool], MetricProvider] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -1,4 +1,4 @@
-"""One tick for one Canary: validate → gather → plan → look and hooks → step → act → announce → status.
+"""One tick for one Canary: validate → gather → flush the outbox → plan → look and hooks → step → act → status.
 
 The decisions are :func:`controller.rollout.machine.plan`/:func:`~controller.rollout.machine.step` and
 :func:`analysis.judge.judge`; this module only moves data between them and the cluster. Blocking clients (the
@@ -7,6 +7,9 @@ official ``kubernetes`` client, prometheus-api-client) run in worker threads so 
 If an action fails, the new status is **not** written: the cluster may be half-way, and the next tick recomputes
 the same decision from the same status and retries it (every action is idempotent). The look's window then simply
 grows to cover the missed time, so no request is counted twice.
+
+A tick announces nothing it decides: its Events go into ``status.outbox`` with the new status, and the next tick
+announces them (:mod:`controller.operator.outbox`), so nothing is told about a transition that was never written.
 """
 
 from __future__ import annotations
@@ -23,15 +26,17 @@ from analysis.verdict import Verdict
 from controller.hooks import HookPayload, hook_phase, run_hooks
 from controller.kube.errors import KubeError
 from controller.operator.act import act
-from controller.operator.announce import announce, notifications_to_send, record_events, tick_origin
+from controller.operator.announce import notifications_to_send, record_events, tick_origin
 from controller.operator.context import OperatorContext
 from controller.operator.gather import gather
 from controller.operator.looks import build_look
+from controller.operator.outbox import flush_now, forget, start_flush
 from controller.operator.specs import parse_cached
 from controller.rollout.decision import Event, EventType, Reason
 from controller.rollout.invalid import invalid_status_patch, is_reported
 from controller.rollout.kinds import CANARY, Strategy
 from controller.rollout.observations import HookOutcome
+from controller.rollout.outbox import OUTBOX_KEY, build_entries, merged
 from controller.rollout.spec import CanarySpec, HookType
 from controller.rollout.status import CanaryStatus
 from controller.rollout.validation import InvalidSpecError
@@ -79,6 +84,7 @@ async def reconcile(
     except KubeError as error:
         log.warning("%s/%s: cannot read the cluster: %s", meta.get("namespace"), meta.get("name"), error)
         return TickResult(None)
+    flush = await start_flush(ctx, canary, spec, raw_status, gathered.target)
     probes = strategy.plan(typed, status, now)
     policy = strategy.policy(typed, status)
     verdict = await _look(ctx, canary, spec, policy, status, probes.window) if probes.metrics else None
@@ -91,18 +97,40 @@ async def reconcile(
         log.warning("%s/%s: acting failed, will retry: %s", meta.get("namespace"), meta.get("name"), error)
         failure = Event(EventType.WARNING, Reason.RECONCILE_FAILED, f"Could not apply the decision, retrying: {error}")
         await asyncio.to_thread(record_events, ctx, canary, (failure,))
-        return TickResult(None)
+        return TickResult(flush.outbox_patch(await flush.settle(ctx)))  # the decision is not written, the flush is
     sent = ((raw_status.get(NOTIFICATIONS_KEY) or {}).get("sentKeys")) or ()
     origin = tick_origin(raw_status)  # the same for this tick repeated after a crash: no duplicate Event/message
     notable, remembered = notifications_to_send(
         canary, decision.status, decision.events, sent, origin=origin, webhooks=spec.analysis.webhooks
     )
-    await asyncio.to_thread(record_events, ctx, canary, decision.events, origin=origin)
-    await announce(ctx, canary, spec, decision.status, gathered.target, decision.events, notable, verdict)
+    entries = build_entries(str(meta.get("uid", "")), origin, decision.events, _keys(decision.events, notable))
+    kept = await flush.settle(ctx)
     patch = decision.status.to_dict()
+    if released:
+        # No later tick will see this object: announce its last Events now. Killed before the finalizer goes, the
+        # deletion handler runs this tick again from the same status (same Event names, same keys).
+        fresh = [entry for entry in entries if entry.id not in flush.known(ctx)]
+        await flush_now(ctx, canary, spec, decision.status, gathered.target, fresh)
+        patch[OUTBOX_KEY] = None
+    else:
+        patch[OUTBOX_KEY] = merged(kept, entries, known=flush.known(ctx))
     if remembered != tuple(sent):
         patch[NOTIFICATIONS_KEY] = {"sentKeys": list(remembered)}
     return TickResult(patch, released)
+
+
+def _keys(events: tuple[Event, ...], notable: list[tuple[Event, str]]) -> list[str | None]:
+    """The notification key of each Event, in order (``notable`` is a subsequence of ``events``)."""
+    keys: list[str | None] = []
+    pending = iter(notable)
+    chosen = next(pending, None)
+    for event in events:
+        if chosen is not None and chosen[0] is event:
+            keys.append(chosen[1])
+            chosen = next(pending, None)
+        else:
+            keys.append(None)
+    return keys
 
 
 async def _refuse(
@@ -117,7 +145,9 @@ async def _refuse(
 
     Being deleted, it is let go at once: Coalmine cannot act on a spec it does not understand.
     """
-    if (canary.get("metadata") or {}).get("deletionTimestamp"):
+    meta = canary.get("metadata") or {}
+    if meta.get("deletionTimestamp"):
+        forget(ctx, str(meta.get("uid", "")))
         return TickResult(None, released=True)
     if not is_reported(raw_status, message):
         event = Event(EventType.WARNING, Reason.INVALID_SPEC, message)

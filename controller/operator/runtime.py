@@ -16,6 +16,7 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
 from controller.handlers import bluegreen, canary, common
+from controller.kube.cached import CachedKubeApi
 from controller.kube.client import KubeClient
 from controller.operator.context import OperatorConfig, OperatorContext
 
@@ -95,5 +96,7 @@ def build_context(config: OperatorConfig, configuration: k8s_client.Configuratio
     """The per-process context with a Kubernetes client whose requests are bounded in time."""
     # One pooled connection per worker thread; urllib3 would otherwise open and discard extra ones under load.
     configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize or 0, config.worker_threads)
-    api = KubeClient.from_configuration(configuration, timeout_s=config.kubernetes_timeout_s, instance=config.instance)
-    return OperatorContext(config=config, api=api)
+    client = KubeClient.from_configuration(
+        configuration, timeout_s=config.kubernetes_timeout_s, instance=config.instance
+    )
+    return OperatorContext(config=config, api=CachedKubeApi.over(client, config.namespaces))

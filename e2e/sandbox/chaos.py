@@ -12,7 +12,10 @@ Meanwhile a :class:`~e2e.sandbox.observe.Sampler` reads the VirtualService every
 - **Events**: no (reason, message) recorded twice, and the milestones are all there (``NewRevision``, each
   ``Advanced`` weight, ``Promoting`` and ``Succeeded`` — or a terminal failure);
 - **notifications**: for each notable Event exactly one distinct notification ``id`` (none lost, none twice);
-  redeliveries of the same ``id`` are counted separately. One loss is known and told apart (:func:`superseded`).
+  redeliveries of the same ``id`` (a message in flight when the operator died, sent again) are counted separately.
+
+The operator announces a transition one tick after writing it (``status.outbox``), so after each rollout the run
+waits for the Canary's outbox to drain before it counts.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from controller.kube.api import ALERT_PROVIDERS, CANARIES, DEPLOYMENTS, EVENTS
+from controller.kube.api import ALERT_PROVIDERS, CANARIES, DEPLOYMENTS, EVENTS, KubeApi
 from controller.notify.severity import is_notable
 from controller.rollout.decision import Reason
 from e2e.sandbox import manifests
@@ -57,11 +60,6 @@ class RolloutRecord:
     events: int = 0
     notifications: int = 0
     delivered: tuple[str, ...] = ()  # the reasons of the messages that arrived
-
-    @property
-    def losses_superseded(self) -> bool:
-        """Whether every lost message is a superseded one (see :func:`superseded`)."""
-        return all(superseded(lost, self.release, self.delivered) for lost in self.lost_notifications)
 
     @property
     def correct(self) -> bool:
@@ -175,16 +173,6 @@ def check_notifications(
     return duplicated, lost, len(deliveries) - sum(len(v) for v in ids.values())
 
 
-def superseded(lost: str, release: manifests.Release, delivered: Sequence[str]) -> bool:
-    """Whether a lost message (``"Reason: …"`` from :func:`check_notifications`) is the one known gap: a kill
-    while a tick's message was in flight, after which the repeated tick, with more data, decided something else
-    and announced that instead. Only a step on the way can be superseded, never the start or the end: the message
-    for the rollout's terminal transition must have arrived."""
-    reason = lost.split(":", 1)[0]
-    final = {Reason.SUCCEEDED.value} if release.expect == "Succeeded" else set(FAILURE_REASONS)
-    return reason not in {Reason.NEW_REVISION.value, *final} and bool(final & set(delivered))
-
-
 _NOTABLE = frozenset(reason.value for reason in Reason if is_notable(reason))
 
 
@@ -245,6 +233,16 @@ def _wait(sampler: Sampler, predicate: Callable[[Sample], bool], timeout_s: floa
     raise RuntimeError(f"no {what} within {timeout_s:g} s")
 
 
+def _drain(api: KubeApi, namespace: str, name: str, timeout_s: float = 30.0) -> None:
+    """Wait until the Canary's outbox is empty: the terminal transition's Events and messages have gone out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        canary = api.get(CANARIES, namespace, name) or {}
+        if not (canary.get("status") or {}).get("outbox"):
+            return
+        time.sleep(0.1)
+
+
 def _one_rollout(
     stack: Stack,
     sampler: Sampler,
@@ -275,9 +273,10 @@ def _one_rollout(
             stack.start_operator()
             next_kill = time.monotonic() + rng.uniform(*gap_s)
         time.sleep(0.05)
-    time.sleep(1.5)  # late side effects of the last tick (a second promotion, a late message) land in this window
     if not stack.operator_alive():
         stack.start_operator()
+    _drain(api, ns, name)
+    time.sleep(1.5)  # late side effects of the last tick (a second promotion, a late message) land in this window
     end_wall = time.time()
     samples = [s for s in sampler.samples if s.t >= begin_t]
     events = [
