@@ -384,6 +384,14 @@ def test_look_request_rejects_inverted_windows_and_slow_without_counts() -> None
 # --- retries (a scripted server, no Prometheus) -----------------------------------------------------------------
 
 
+def _answer_json(handler: BaseHTTPRequestHandler, status: int, body: bytes) -> None:
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
 class _FlakyHandler(BaseHTTPRequestHandler):
     """Answers 503 to the first ``failures`` requests, then a one-sample vector."""
 
@@ -399,11 +407,7 @@ class _FlakyHandler(BaseHTTPRequestHandler):
                 200,
                 b'{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"5"]}]}}',
             )
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        _answer_json(self, status, body)
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -429,3 +433,35 @@ def test_a_503_fails_the_query_without_retries_and_passes_with_one(flaky_server:
     _FlakyHandler.seen.clear()
     assert PrometheusProvider(flaky_server, timeout_s=2, retries=1).run_query("up").value == 5
     assert len(_FlakyHandler.seen) == 2
+
+
+def test_the_proxy_from_the_environment_is_used_though_read_only_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``HTTP_PROXY`` is honoured as ``requests`` would, fixed when the provider is built (not re-read per query)."""
+    seen: list[str] = []
+
+    class Proxy(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.path)  # a proxied request names the absolute URL
+            body = b'{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"7"]}]}}'
+            _answer_json(self, 200, body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        for name in ("HTTP_PROXY", "http_proxy"):
+            monkeypatch.setenv(name, f"http://127.0.0.1:{server.server_address[1]}")
+        for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        with PrometheusProvider("http://prometheus.example:9090", timeout_s=5) as provider:
+            for name in ("HTTP_PROXY", "http_proxy"):  # changing the environment later changes nothing
+                monkeypatch.delenv(name)
+            assert provider.run_query("vector(7)").value == 7.0
+            assert provider.run_query("vector(7)").value == 7.0
+        assert len(seen) == 2 and all(path.startswith("http://prometheus.example:9090/api/v1/query") for path in seen)
+    finally:
+        server.shutdown()
+        server.server_close()
