@@ -6,8 +6,10 @@ the official client, prometheus-api-client) with the production tick (2 s) and 1
 Canaries are initialised, then every target gets a new image at once and the benchmark measures while they
 progress:
 
-- **tick lag**: how late each Canary's tick starts against its schedule (kopf's sharp timer: one tick every
-  ``--tick`` seconds), p50/p99 over every tick of every Canary;
+- **tick lag**: how late each Canary's tick starts against its schedule (one tick every ``--tick`` seconds after
+  the previous one started), p50/p99 over every tick of every Canary;
+- **tick time**: how long each tick's decision took from start to the decision (queueing for threads and the
+  event loop included), p50/p99;
 - **look lag**: how late each look runs after it became due (the interval after the previous look); the tick period
   bounds it from below (a look waits for the next tick), so the interesting part is what the operator adds;
 - RSS (resident now and peak) and CPU of the operator process (process time / wall time, in cores);
@@ -106,6 +108,7 @@ class Recorder:
     last_tick: dict[str, float] = field(default_factory=dict)
     tick_lags: list[float] = field(default_factory=list)
     look_lags: list[float] = field(default_factory=list)
+    durations: list[float] = field(default_factory=list)
     ticks: int = 0
 
     def tick(self, name: str, started: float) -> None:
@@ -136,8 +139,11 @@ def instrument(recorder: Recorder) -> None:
 
     async def timed(ctx: Any, body: Any, now: float, **kwargs: Any) -> Any:
         name = str(body["metadata"]["name"])
-        recorder.tick(name, time.monotonic())
+        started = time.monotonic()
+        recorder.tick(name, started)
         result = await original(ctx, body, now, **kwargs)
+        if recorder.measuring:
+            recorder.durations.append(time.monotonic() - started)
         if result.status_patch is not None:
             recorder.look(name, dict(body.get("status") or {}), result.status_patch, time.time())
         return result
@@ -189,6 +195,8 @@ class Result:
     peak_rss_mb: float
     cpu_cores: float
     ticks_per_s: float
+    duration_p50: float
+    duration_p99: float
     looks: int
     queries_per_metric_look: float
     max_extra_queries: int
@@ -296,6 +304,8 @@ async def measure(count: int, tick_s: float, interval_s: float, duration_s: floa
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         cpu_cores=cpu / wall,
         ticks_per_s=recorder.ticks / wall,
+        duration_p50=percentile(recorder.durations, 0.5),
+        duration_p99=percentile(recorder.durations, 0.99),
         looks=sum(looks.values()),
         queries_per_metric_look=sent / max(1, len(METRICS) * sum(looks.values())),
         max_extra_queries=repeats,
@@ -319,16 +329,16 @@ def table(results: list[Result], tick_s: float, interval_s: float, duration_s: f
         "progresses (one threshold metric and the error-rate comparison: 3 Prometheus queries per look).",
         "",
         "| Canaries | init (s) | tick lag p50 / p99 (s) | look lag p50 / p99 (s) | RSS: idle / running / peak (MB) "
-        "| operator CPU (cores) | API CPU (cores) | ticks/s (wanted) | looks | queries per metric per look "
-        "(max extra) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| operator CPU (cores) | API CPU (cores) | ticks/s (wanted) | tick time p50 / p99 (s) "
+        "| looks | queries per metric per look (max extra) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
             f"| {r.canaries:,} | {r.init_s:.0f} | {r.tick_p50:.2f} / {r.tick_p99:.2f} | {r.look_p50:.2f} / "
             f"{r.look_p99:.2f} | {r.baseline_rss_mb:.0f} / {r.rss_mb:.0f} / {r.peak_rss_mb:.0f} | "
             f"{r.cpu_cores:.2f} | {r.api_cpu_cores:.2f} | {r.ticks_per_s:.0f} ({r.canaries / tick_s:.0f}) | "
-            f"{r.looks:,} | {r.queries_per_metric_look:.2f} ({r.max_extra_queries}) |"
+            f"{r.duration_p50:.2f} / {r.duration_p99:.2f} | {r.looks:,} | {r.queries_per_metric_look:.2f} ({r.max_extra_queries}) |"
         )
     return "\n".join(lines)
 

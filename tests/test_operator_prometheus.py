@@ -29,6 +29,7 @@ from operator_harness import (
     new_image,
     operator,
     test_config,
+    wait_for,
     wait_phase,
 )
 
@@ -107,6 +108,8 @@ async def test_real_prometheus_promotes_the_healthy_canary_and_rolls_back_the_br
             new_image(emulator, name, f"{name}:2")
         good = await wait_phase(emulator, "podinfo", "Succeeded", timeout=40)
         bad = await wait_phase(emulator, "broken", "Failed", timeout=20)
+        # Events are announced by the tick after the one that decided them (the outbox): wait for that tick.
+        await wait_for("the rollback's Event", lambda: "ComparisonRejected" in dict(events_of(emulator, "broken")))
 
     assert history.weights("podinfo") == [(100, 0), (50, 50), (100, 0)]
     assert image_of(emulator.read_object(DEPLOYMENTS, NS, "podinfo-primary")) == "podinfo:2"
@@ -120,3 +123,4 @@ async def test_real_prometheus_promotes_the_healthy_canary_and_rolls_back_the_br
     assert bad["evidence"]["outcome"] == "rejected"
     rejected = [note for reason, note in events_of(emulator, "broken") if reason == "ComparisonRejected"]
     assert rejected and "5xx rate" in rejected[0]
+

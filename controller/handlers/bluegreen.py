@@ -13,6 +13,7 @@ import kopf
 
 from controller.handlers.canary import INDEX as CANARY_INDEX
 from controller.handlers.common import register_kind
+from controller.kube.api import BLUEGREENS
 from controller.rollout.kinds import BLUEGREEN
 from controller.rollout.ownership import owner_conflict
 
@@ -39,5 +40,6 @@ def register(registry: kopf.OperatorRegistry, tick_seconds: float, labels: Mappi
         index_id=INDEX,
         conflict=conflict,
         tick_seconds=tick_seconds,
+        resource=BLUEGREENS,
         labels=labels,
     )

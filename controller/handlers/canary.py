@@ -8,6 +8,7 @@ from typing import Any
 import kopf
 
 from controller.handlers.common import register_kind
+from controller.kube.api import CANARIES
 from controller.rollout.kinds import CANARY
 from controller.rollout.ownership import owner_conflict
 
@@ -28,5 +29,6 @@ def register(registry: kopf.OperatorRegistry, tick_seconds: float, labels: Mappi
         index_id=INDEX,
         conflict=conflict,
         tick_seconds=tick_seconds,
+        resource=CANARIES,
         labels=labels,
     )

@@ -6,10 +6,11 @@ Kept in kopf's ``memo`` (never a module-level singleton) so tests can run severa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -18,6 +19,9 @@ from controller.kube.api import KubeApi
 from controller.metrics import OperatorMetrics
 from controller.notify.config import ProviderConfig as AlertConfig
 from controller.notify.delivery import ClientPool, DeliveryStats
+
+if TYPE_CHECKING:
+    from controller.operator.writes import WrittenStatus
 
 
 @dataclass(frozen=True)
@@ -71,10 +75,14 @@ class OperatorContext:
     alert_clients: ClientPool = field(default_factory=ClientPool)
     alert_stats: DeliveryStats = field(default_factory=DeliveryStats)
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
-    pending_writes: dict[str, tuple[str, int]] = field(default_factory=dict)  # uid → (resourceVersion, skips)
+    written_status: dict[str, WrittenStatus] = field(default_factory=dict)  # see controller.operator.writes
+    tick_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    """uid → held while one of its ticks runs: the deletion handler must not run alongside the last tick."""
     parsed_specs: dict[str, tuple[str, Any]] = field(default_factory=dict)  # see controller.operator.specs
     outbox_flights: dict[str, dict[str, asyncio.Task[None] | None]] = field(default_factory=dict)
     """uid → outbox entry id → its delivery while running, None once done (see controller.operator.outbox)."""
+    closing: bool = False
+    """Set when the operator shuts down: no tick starts any more (kopf stops the daemons only after cleanup)."""
     _providers: dict[tuple[str, str, bool], MetricProvider] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -98,9 +106,19 @@ class OperatorContext:
                 self._providers[key] = found
             return found
 
-    async def aclose(self) -> None:
-        """Close every client. The Kubernetes client too: its pooled keep-alive connections would otherwise keep the
-        API server's side of them open, and kopf waits for such leftovers at shutdown."""
+    async def aclose(self, grace_s: float = 0.0) -> None:
+        """Stop starting ticks, let those half-way finish (up to ``grace_s``), then close every client.
+
+        The Kubernetes client too: its pooled keep-alive connections would otherwise keep the API server's side of
+        them open, and kopf waits for such leftovers at shutdown. A tick half-way is let finish because its actions
+        are already in the cluster, and only a finished tick writes the status that records them.
+        """
+        self.closing = True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace_s):
+                for lock in list(self.tick_locks.values()):
+                    async with lock:
+                        pass
         close_api = getattr(self.api, "close", None)
         if callable(close_api):
             close_api()

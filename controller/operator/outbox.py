@@ -5,7 +5,8 @@ The protocol (a transactional outbox kept in the object's own status):
 1. A tick does not announce its decision. It queues one entry per Event (:mod:`controller.rollout.outbox`) in the
    same status patch that records the transition. If the operator dies before that write, nothing was announced,
    and the repeated tick announces only what *it* decides.
-2. The next tick, before deciding, flushes the stored entries (:func:`start_flush`): it records each Event under a
+2. The next tick, before deciding, flushes the stored entries (:func:`entries_to_flush`, :func:`record_entries`,
+   :func:`start_flush`): it records each Event under a
    name derived from the entry id (recording it again after a crash gets 409, so an Event is never duplicated),
    then runs the ``event`` webhooks and sends the notification (with the entry's key, the same on every
    redelivery). It waits up to :data:`DELIVERY_WAIT_S` for the deliveries it started while it decides
@@ -50,6 +51,15 @@ EVENT_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
+class Pending:
+    """An object's stored outbox entries, and the ones this tick announces (see :func:`entries_to_flush`)."""
+
+    uid: str
+    stored: tuple[OutboxEntry, ...]
+    fresh: tuple[OutboxEntry, ...]
+
+
+@dataclass(frozen=True)
 class Flush:
     """The stored entries of one tick, with the deliveries started for them (see module doc)."""
 
@@ -71,6 +81,10 @@ class Flush:
         _prune(flights)
         return kept
 
+    def in_flight(self) -> bool:
+        """Whether a delivery this tick started is still running (:meth:`settle` would wait for it)."""
+        return any(not task.done() for task in self.started)
+
     def known(self, ctx: OperatorContext) -> set[str]:
         """Ids already queued or announced: stored now, or delivered recently by this process."""
         return {entry.id for entry in self.stored} | set(ctx.outbox_flights.get(self.uid, {}))
@@ -82,28 +96,39 @@ class Flush:
         return {OUTBOX_KEY: merged(kept, ())}
 
 
+def entries_to_flush(ctx: OperatorContext, canary: Mapping[str, Any], raw_status: Mapping[str, Any]) -> Pending:
+    """The stored entries, and those of them to announce now: not in flight or delivered by this process.
+
+    Recording their Events (:func:`record_entries`, blocking) and starting their deliveries (:func:`start_flush`)
+    are separate steps so a tick can record them in the same worker-thread call as its other reads.
+    """
+    uid = str((canary.get("metadata") or {}).get("uid", ""))
+    stored = read_outbox(raw_status)
+    flights = ctx.outbox_flights.get(uid, {})
+    return Pending(uid, stored, tuple(entry for entry in stored if entry.id not in flights))
+
+
 async def start_flush(
     ctx: OperatorContext,
     canary: Mapping[str, Any],
     spec: CanarySpec,
     raw_status: Mapping[str, Any],
     target: Mapping[str, Any] | None,
+    pending: Pending,
 ) -> Flush:
-    """Record the stored entries' Events (in order) and start their deliveries; entries already in flight or
-    delivered by this process are not sent again. ``raw_status`` is the stored status, written with the entries:
-    the messages show its phase, weight, revision and evidence; ``target`` (the workload) gives the image."""
-    uid = str((canary.get("metadata") or {}).get("uid", ""))
-    stored = read_outbox(raw_status)
+    """Start the deliveries of ``pending.fresh``, whose Events :func:`record_entries` has recorded (in order).
+    ``raw_status`` is the stored status, written with the entries: the messages show its phase, weight, revision
+    and evidence; ``target`` (the workload) gives the image."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + DELIVERY_WAIT_S
-    flights = ctx.outbox_flights.setdefault(uid, {}) if stored else ctx.outbox_flights.get(uid, {})
-    fresh = [entry for entry in stored if entry.id not in flights]
-    if not fresh:
-        return Flush(uid, stored, (), deadline)
-    started = await announce_entries(ctx, canary, spec, CanaryStatus.from_dict(raw_status), target, fresh)
-    for entry, task in zip(fresh, started, strict=True):
+    if not pending.fresh:
+        return Flush(pending.uid, pending.stored, (), deadline)
+    status = CanaryStatus.from_dict(raw_status)
+    started = tuple(spawn(_deliver(ctx, canary, spec, status, target, entry)) for entry in pending.fresh)
+    flights = ctx.outbox_flights.setdefault(pending.uid, {})
+    for entry, task in zip(pending.fresh, started, strict=True):
         flights[entry.id] = task
-    return Flush(uid, stored, started, deadline)
+    return Flush(pending.uid, pending.stored, started, deadline)
 
 
 async def announce_entries(
@@ -117,7 +142,7 @@ async def announce_entries(
     """Record ``entries``' Events now (in their order, from a worker thread), then start their deliveries."""
     if not entries:
         return ()
-    await asyncio.to_thread(_record, ctx, canary, entries)
+    await asyncio.to_thread(record_entries, ctx, canary, entries)
     return tuple(spawn(_deliver(ctx, canary, spec, status, target, entry)) for entry in entries)
 
 
@@ -142,7 +167,8 @@ def forget(ctx: OperatorContext, uid: str) -> None:
     ctx.outbox_flights.pop(uid, None)
 
 
-def _record(ctx: OperatorContext, canary: Mapping[str, Any], entries: Sequence[OutboxEntry]) -> None:
+def record_entries(ctx: OperatorContext, canary: Mapping[str, Any], entries: Sequence[OutboxEntry]) -> None:
+    """Record the entries' Events, in order (blocking: call it from a worker thread)."""
     for entry in entries:
         name = entry_event_name(canary, entry.id)
         for _ in range(EVENT_ATTEMPTS):

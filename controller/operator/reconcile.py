@@ -16,31 +16,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from analysis.judge import judge
 from analysis.policy import JudgePolicy
-from analysis.verdict import Verdict
+from analysis.samples import Look
 from controller.hooks import HookPayload, hook_phase, run_hooks
 from controller.kube.errors import KubeError
 from controller.operator.act import act
 from controller.operator.announce import notifications_to_send, record_events, tick_origin
 from controller.operator.context import OperatorContext
-from controller.operator.gather import gather
+from controller.operator.gather import Gathered, gather
 from controller.operator.looks import build_look
-from controller.operator.outbox import flush_now, forget, start_flush
+from controller.operator.outbox import entries_to_flush, flush_now, forget, record_entries, start_flush
 from controller.operator.specs import parse_cached
 from controller.rollout.decision import Event, EventType, Reason
 from controller.rollout.invalid import invalid_status_patch, is_reported
 from controller.rollout.kinds import CANARY, Strategy
 from controller.rollout.observations import HookOutcome
-from controller.rollout.outbox import OUTBOX_KEY, build_entries, merged
+from controller.rollout.outbox import OUTBOX_KEY, OutboxEntry, build_entries, merged
 from controller.rollout.spec import CanarySpec, HookType
 from controller.rollout.status import CanaryStatus
 from controller.rollout.validation import InvalidSpecError
-from controller.routers import router_for
+from controller.routers import Router, router_for
 
 log = logging.getLogger("coalmine.reconcile")
 
@@ -49,10 +49,25 @@ NOTIFICATIONS_KEY = "notifications"
 
 @dataclass(frozen=True)
 class TickResult:
-    """What the handler writes: a status patch (``None``: write nothing) and whether deletion may proceed."""
+    """What the handler writes: a status patch (``None``: write nothing) and whether deletion may proceed.
+
+    ``written``: the patch was already handed to the tick's ``write`` (see :func:`reconcile`)."""
 
     status_patch: dict[str, Any] | None
     released: bool = False
+    written: bool = False
+
+
+StatusWriter = Callable[[Mapping[str, Any]], None]
+"""Writes a tick's status patch (blocking; called from the worker thread that acted)."""
+
+
+@dataclass(frozen=True)
+class _Read:
+    """What a tick reads in its one worker-thread call before deciding."""
+
+    gathered: Gathered
+    look: Look | None
 
 
 async def reconcile(
@@ -62,9 +77,15 @@ async def reconcile(
     *,
     conflict: str | None = None,
     strategy: Strategy[Any] = CANARY,
+    write: StatusWriter | None = None,
 ) -> TickResult:
     """Run one tick (see module doc) of a Canary, or of another kind given its ``strategy`` (a BlueGreen).
-    ``conflict`` names another rollout already managing the same target."""
+    ``conflict`` names another rollout already managing the same target.
+
+    The blocking work runs in two worker-thread calls: one reads (the cluster, the outbox's Events, the look's
+    queries), one acts. With ``write``, the status is written by that second call right after the actions succeed
+    (``written`` in the result) when no announcement is still being delivered; otherwise the caller writes it.
+    """
     meta = canary.get("metadata") or {}
     raw_status = canary.get("status") or {}
     generation = int(meta.get("generation") or 0)
@@ -79,44 +100,84 @@ async def reconcile(
     spec = strategy.view(typed)
     status = CanaryStatus.from_dict(raw_status)
     router = router_for(spec, canary, ctx.api)
+    probes = strategy.plan(typed, status, now)
+    policy = strategy.policy(typed, status)
+    pending = entries_to_flush(ctx, canary, raw_status)
+    window = probes.window if probes.metrics else None
     try:
-        gathered = await asyncio.to_thread(gather, ctx.api, router, canary, spec)
+        read = await asyncio.to_thread(_read, ctx, router, canary, spec, policy, window, pending.fresh)
     except KubeError as error:
         log.warning("%s/%s: cannot read the cluster: %s", meta.get("namespace"), meta.get("name"), error)
         return TickResult(None)
-    flush = await start_flush(ctx, canary, spec, raw_status, gathered.target)
-    probes = strategy.plan(typed, status, now)
-    policy = strategy.policy(typed, status)
-    verdict = await _look(ctx, canary, spec, policy, status, probes.window) if probes.metrics else None
+    target = read.gathered.target
+    flush = await start_flush(ctx, canary, spec, raw_status, target, pending)
+    verdict = judge(policy, read.look, status.judge) if read.look is not None else None
     hooks = await _hooks(ctx, canary, spec, status, probes.hooks)
-    observations = replace(gathered.observations, verdict=verdict, hooks=hooks)
+    observations = replace(read.gathered.observations, verdict=verdict, hooks=hooks)
     decision = strategy.step(typed, status, observations, now)
-    try:
-        released = await asyncio.to_thread(act, ctx.api, router, canary, spec, gathered.target, decision.actions)
-    except KubeError as error:
-        log.warning("%s/%s: acting failed, will retry: %s", meta.get("namespace"), meta.get("name"), error)
-        failure = Event(EventType.WARNING, Reason.RECONCILE_FAILED, f"Could not apply the decision, retrying: {error}")
-        await asyncio.to_thread(record_events, ctx, canary, (failure,))
-        return TickResult(flush.outbox_patch(await flush.settle(ctx)))  # the decision is not written, the flush is
     sent = ((raw_status.get(NOTIFICATIONS_KEY) or {}).get("sentKeys")) or ()
     origin = tick_origin(raw_status)  # the same for this tick repeated after a crash: no duplicate Event/message
     notable, remembered = notifications_to_send(
         canary, decision.status, decision.events, sent, origin=origin, webhooks=spec.analysis.webhooks
     )
     entries = build_entries(str(meta.get("uid", "")), origin, decision.events, _keys(decision.events, notable))
+
+    def compose(kept: tuple[OutboxEntry, ...], known: set[str], released: bool) -> dict[str, Any]:
+        patch = decision.status.to_dict()
+        patch[OUTBOX_KEY] = None if released else merged(kept, entries, known=known)
+        if remembered != tuple(sent):
+            patch[NOTIFICATIONS_KEY] = {"sentKeys": list(remembered)}
+        return patch
+
+    early = write is not None and not flush.in_flight()  # the outbox to keep is known before acting
+    kept = await flush.settle(ctx) if early else ()
+    known = flush.known(ctx) if early else set()
+
+    def act_then_write() -> tuple[bool, dict[str, Any] | None]:
+        released = act(ctx.api, router, canary, spec, target, decision.actions)
+        if not early or released or write is None:
+            return released, None
+        patch = compose(kept, known, released)
+        write(patch)
+        return released, patch
+
+    try:
+        released, written = await asyncio.to_thread(act_then_write)
+    except KubeError as error:
+        log.warning("%s/%s: acting failed, will retry: %s", meta.get("namespace"), meta.get("name"), error)
+        failure = Event(EventType.WARNING, Reason.RECONCILE_FAILED, f"Could not apply the decision, retrying: {error}")
+        await asyncio.to_thread(record_events, ctx, canary, (failure,))
+        return TickResult(flush.outbox_patch(await flush.settle(ctx)))  # the decision is not written, the flush is
+    if written is not None:
+        return TickResult(written, written=True)
     kept = await flush.settle(ctx)
-    patch = decision.status.to_dict()
+    known = flush.known(ctx)
     if released:
         # No later tick will see this object: announce its last Events now. Killed before the finalizer goes, the
         # deletion handler runs this tick again from the same status (same Event names, same keys).
-        fresh = [entry for entry in entries if entry.id not in flush.known(ctx)]
-        await flush_now(ctx, canary, spec, decision.status, gathered.target, fresh)
-        patch[OUTBOX_KEY] = None
-    else:
-        patch[OUTBOX_KEY] = merged(kept, entries, known=flush.known(ctx))
-    if remembered != tuple(sent):
-        patch[NOTIFICATIONS_KEY] = {"sentKeys": list(remembered)}
-    return TickResult(patch, released)
+        fresh = [entry for entry in entries if entry.id not in known]
+        await flush_now(ctx, canary, spec, decision.status, target, fresh)
+    return TickResult(compose(kept, known, released), released)
+
+
+def _read(
+    ctx: OperatorContext,
+    router: Router,
+    canary: Mapping[str, Any],
+    spec: CanarySpec,
+    policy: JudgePolicy,
+    window: tuple[float, float] | None,
+    fresh: Sequence[OutboxEntry],
+) -> _Read:
+    """Gather the observations, record the outbox's Events, then run the look's queries (when one is due)."""
+    gathered = gather(ctx.api, router, canary, spec)
+    if fresh:
+        record_entries(ctx, canary, fresh)
+    if window is None:
+        return _Read(gathered, None)
+    meta = canary.get("metadata") or {}
+    look = build_look(ctx, str(meta.get("name", "")), str(meta.get("namespace", "")), spec, policy, window)
+    return _Read(gathered, look)
 
 
 def _keys(events: tuple[Event, ...], notable: list[tuple[Event, str]]) -> list[str | None]:
@@ -153,23 +214,6 @@ async def _refuse(
         event = Event(EventType.WARNING, Reason.INVALID_SPEC, message)
         await asyncio.to_thread(record_events, ctx, canary, (event,))
     return TickResult(invalid_status_patch(raw_status, message, generation, now))
-
-
-async def _look(
-    ctx: OperatorContext,
-    canary: Mapping[str, Any],
-    spec: CanarySpec,
-    policy: JudgePolicy,
-    status: CanaryStatus,
-    window: tuple[float, float] | None,
-) -> Verdict | None:
-    if window is None:
-        return None
-    meta = canary.get("metadata") or {}
-    look = await asyncio.to_thread(
-        build_look, ctx, str(meta.get("name", "")), str(meta.get("namespace", "")), spec, policy, window
-    )
-    return judge(policy, look, status.judge)
 
 
 async def _hooks(

@@ -42,7 +42,7 @@ def configure_settings(
     settings.watching.server_timeout = 300
     # On shutdown (SIGTERM, a rolling update of the operator) let a tick that is half-way finish: its actions are
     # already in the cluster, and only a finished tick writes the status that records them. kopf's default gives a
-    # running timer no time at all, so a restart could repeat the last step's Events. Idle timers exit at once.
+    # running daemon no time at all, so a restart could repeat the last step's Events. Idle daemons exit at once.
     settings.background.instant_exit_timeout = SHUTDOWN_GRACE_S
     if peering:
         settings.peering.name = peering
@@ -77,7 +77,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     async def close_context(memo: kopf.Memo, **_: Any) -> None:
         ctx: OperatorContext | None = memo.get("ctx")
         if ctx is not None:
-            await ctx.aclose()
+            await ctx.aclose(grace_s=SHUTDOWN_GRACE_S)
 
     return registry
 

@@ -1,12 +1,14 @@
 """How a tick's status reaches the API: an exact merge patch, and skipping ticks that would decide from a stale copy.
 
-Pure helpers (``status_patch``) and the small per-process bookkeeping of writes not yet seen back (``body_is_current``,
-``note_write``), shared by every kind's handlers.
+Pure helpers (``status_patch``) and the small per-process bookkeeping of writes not yet seen back through the watch
+(``remember_write``, ``current_view``), shared by every kind's handlers.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from controller.operator.context import OperatorContext
@@ -46,30 +48,59 @@ def status_patch(current: Mapping[str, Any] | None, new: Mapping[str, Any]) -> d
     return patch
 
 
-STALE_TICKS_MAX = 3
+@dataclass(frozen=True)
+class WrittenStatus:
+    """The last status this process wrote to one object: the resourceVersion it was decided from, the one the
+    write produced, and the stored status the API server answered with (compact JSON, parsed only when needed)."""
+
+    decided_from: str
+    version: str
+    status_json: str
 
 
-def body_is_current(ctx: OperatorContext, body: Mapping[str, Any]) -> bool:
-    """False while kopf's copy of the object does not yet show the status this process last wrote to it.
+def remember_write(ctx: OperatorContext, body: Mapping[str, Any], answer: Mapping[str, Any]) -> None:
+    """Keep what a status write of ``body`` left in the API server (``answer``: the object it returned)."""
+    meta, written = body.get("metadata") or {}, answer.get("metadata") or {}
+    ctx.written_status[str(meta.get("uid", ""))] = WrittenStatus(
+        decided_from=str(meta.get("resourceVersion", "")),
+        version=str(written.get("resourceVersion", "")),
+        status_json=json.dumps(answer.get("status") or {}, separators=(",", ":")),
+    )
 
-    A tick decides from ``body``'s status. kopf's copy is refreshed by the watch stream; when the operator or the
-    API server is busy, the next tick can start before the previous tick's status write has come back, and would
-    then decide from the status *before* that write (repeating a step, or undoing it). Every status write gives the
-    object a new ``resourceVersion``, so "same resourceVersion as when we last wrote" means "our write not seen
-    yet": that tick is skipped. After a few skips the tick runs anyway, in case the write itself was lost.
+
+def current_view(ctx: OperatorContext, body: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The object a tick must decide from: kopf's copy, or that copy with the status this process wrote last.
+
+    kopf's copy is refreshed by the watch stream. When the operator or the API server is busy, the next tick can
+    start before the previous tick's status write has come back, and deciding from the status *before* that write
+    would repeat a step or undo it. The write's own answer is the stored status, so while kopf's copy is older than
+    it, that answer is used (with kopf's spec and metadata, which a status write does not change). Versions are
+    compared as numbers when both are (as every Kubernetes API server's are); otherwise kopf's copy is older only
+    while it still has the version the write was decided from.
     """
     meta = body.get("metadata") or {}
-    uid, version = str(meta.get("uid", "")), str(meta.get("resourceVersion", ""))
-    pending = ctx.pending_writes.get(uid)
-    if pending is not None and pending[0] == version and pending[1] < STALE_TICKS_MAX:
-        ctx.pending_writes[uid] = (version, pending[1] + 1)
-        return False
-    ctx.pending_writes.pop(uid, None)
-    return True
+    uid = str(meta.get("uid", ""))
+    written = ctx.written_status.get(uid)
+    if written is None:
+        return body
+    if not _older(str(meta.get("resourceVersion", "")), written):
+        del ctx.written_status[uid]  # kopf has caught up: its copy is at least as new as the write
+        return body
+    return {
+        **body,
+        "metadata": {**meta, "resourceVersion": written.version},
+        "status": json.loads(written.status_json),
+    }
 
 
-def note_write(ctx: OperatorContext, body: Mapping[str, Any], patch: Mapping[str, Any]) -> None:
-    """Remember that this tick wrote a status computed from ``body`` (see :func:`body_is_current`)."""
-    if patch.get("status"):
-        meta = body.get("metadata") or {}
-        ctx.pending_writes[str(meta.get("uid", ""))] = (str(meta.get("resourceVersion", "")), 0)
+def forget_writes(ctx: OperatorContext, uid: str) -> None:
+    """Drop what this process remembers writing to an object that is gone."""
+    ctx.written_status.pop(uid, None)
+
+
+def _older(version: str, written: WrittenStatus) -> bool:
+    if version == written.decided_from:
+        return True
+    if version.isdigit() and written.version.isdigit():
+        return int(version) < int(written.version)
+    return False

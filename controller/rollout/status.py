@@ -9,7 +9,9 @@ including nulls, so a JSON merge patch of the result also clears fields that wen
 from __future__ import annotations
 
 import calendar
+import re
 import time
+from datetime import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,11 +39,22 @@ def parse_time(text: str) -> float:
     else:
         raise ValueError(f"{text!r} is not an RFC3339 time in UTC (expected a trailing 'Z')")
     whole, _, fraction = body.partition(".")
-    seconds = calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S"))
+    seconds = _whole_seconds(whole)
     if not fraction:
         return float(seconds)
     micros = int((fraction + "000000")[:6])
     return seconds + micros / 1_000_000
+
+
+_RFC3339_SECONDS = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
+
+
+def _whole_seconds(text: str) -> int:
+    """``YYYY-MM-DDTHH:MM:SS`` (UTC) as epoch seconds; strict like ``strptime``, but several times faster (every tick
+    parses a handful of these per Canary)."""
+    if not _RFC3339_SECONDS.fullmatch(text):
+        raise ValueError(f"time data {text!r} does not match format '%Y-%m-%dT%H:%M:%S'")
+    return calendar.timegm(datetime.fromisoformat(text).timetuple())
 
 
 def _time_or_none(raw: Any) -> float | None:
