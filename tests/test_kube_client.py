@@ -41,6 +41,7 @@ class Seen:
     path: str
     content_type: str
     body: Any
+    authorization: str = ""
 
 
 @dataclass
@@ -68,7 +69,13 @@ def server() -> Iterator[tuple[Script, str]]:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
             script.seen.append(
-                Seen(self.command, self.path, self.headers.get("Content-Type", ""), json.loads(raw) if raw else None)
+                Seen(
+                    self.command,
+                    self.path,
+                    self.headers.get("Content-Type", ""),
+                    json.loads(raw) if raw else None,
+                    self.headers.get("Authorization", ""),
+                )
             )
             if script.delay_s:
                 time.sleep(script.delay_s)
@@ -122,6 +129,21 @@ def test_get_reads_the_object_and_answers_none_when_absent(client: Any) -> None:
     assert kube.get(SERVICES, "test", "gone") is None
     assert calls[0] == ApiCall("get", "apps", "deployments")
     assert calls[-1] == ApiCall("get", "", "services")
+
+
+def test_requests_carry_the_configured_bearer_token_refreshed_by_its_hook(server: tuple[Script, str]) -> None:
+    """The credentials the official client would send (in a pod: a projected token that kubelet rotates)."""
+    script, url = server
+    tokens = iter(["first", "rotated"])
+    configuration = Configuration(host=url, api_key={"BearerToken": "stale"}, api_key_prefix={"BearerToken": "Bearer"})
+    configuration.refresh_api_key_hook = lambda conf: conf.api_key.update(BearerToken=next(tokens))
+    kube = KubeClient.from_configuration(configuration, timeout_s=1.0)
+    try:
+        kube.get(DEPLOYMENTS, "test", "podinfo")
+        kube.patch_status(CANARIES, "test", "podinfo", {"phase": "Progressing"})
+    finally:
+        kube.close()
+    assert [seen.authorization for seen in script.seen] == ["Bearer first", "Bearer rotated"]
 
 
 def test_list_sends_the_label_selector(client: Any) -> None:

@@ -29,7 +29,6 @@ from urllib.parse import urlencode
 
 import urllib3
 from kubernetes.client import ApiClient, Configuration
-from kubernetes.client.exceptions import ApiException
 
 from controller.kube.api import (
     CANARIES,
@@ -241,19 +240,29 @@ class KubeClient:
         content_type: str = "application/json",
         timeout_s: float | tuple[float, float],
     ) -> Any:
-        """Send one request; the answer's body is not read yet (a watch streams it)."""
-        headers = {"Accept": "application/json", "Content-Type": content_type}
+        """Send one request through the client's connection pool; the answer's body is not read yet (a watch
+        streams it).
+
+        The official client's TLS, proxy, retry and credential settings all apply: the request goes through its
+        ``rest_client.pool_manager``, with its default headers and the bearer token it would send (refreshed by its
+        hook, e.g. a projected service-account token). What is skipped is its model-oriented serialisation, which
+        walks every value of a plain-dict body and cost a third of each request's CPU at thousands of Canaries.
+        """
+        configuration = self._api.configuration
+        headers = {**self._api.default_headers, "Accept": "application/json", "Content-Type": content_type}
+        token = configuration.get_api_key_with_prefix("BearerToken")
+        if token:
+            headers["authorization"] = token
+        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        timeout = (
+            urllib3.Timeout(connect=timeout_s[0], read=timeout_s[1])
+            if isinstance(timeout_s, tuple)
+            else urllib3.Timeout(total=timeout_s)
+        )
         try:
-            method_, url, headers_, body_, post_ = self._api.param_serialize(
-                method=method,
-                resource_path=path,
-                header_params=headers,
-                body=body,
-                auth_settings=["BearerToken"],
+            return self._api.rest_client.pool_manager.request(
+                method, configuration.host + path, body=data, headers=headers, timeout=timeout, preload_content=False
             )
-            return self._api.call_api(method_, url, headers_, body_, post_, _request_timeout=timeout_s)
-        except ApiException as exc:
-            raise _api_error(what, int(exc.status or 0), _status_message(exc.body) or str(exc.reason)) from exc
         except urllib3.exceptions.HTTPError as exc:
             raise ApiUnavailable(what, 0, f"{method} failed: {type(exc).__name__}: {exc}") from exc
 
@@ -285,7 +294,7 @@ class KubeClient:
         status = int(response.status)
         if status >= 300:
             raise _api_error(what, status, _status_message(response.read()))
-        return WatchStream(response.response, what)
+        return WatchStream(response, what)
 
     # -- KubeApi ----------------------------------------------------------------------------------------------
 
