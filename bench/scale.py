@@ -338,7 +338,8 @@ def table(results: list[Result], tick_s: float, interval_s: float, duration_s: f
             f"| {r.canaries:,} | {r.init_s:.0f} | {r.tick_p50:.2f} / {r.tick_p99:.2f} | {r.look_p50:.2f} / "
             f"{r.look_p99:.2f} | {r.baseline_rss_mb:.0f} / {r.rss_mb:.0f} / {r.peak_rss_mb:.0f} | "
             f"{r.cpu_cores:.2f} | {r.api_cpu_cores:.2f} | {r.ticks_per_s:.0f} ({r.canaries / tick_s:.0f}) | "
-            f"{r.duration_p50:.2f} / {r.duration_p99:.2f} | {r.looks:,} | {r.queries_per_metric_look:.2f} ({r.max_extra_queries}) |"
+            f"{r.duration_p50:.2f} / {r.duration_p99:.2f} | {r.looks:,} | "
+            f"{r.queries_per_metric_look:.2f} ({r.max_extra_queries}) |"
         )
     return "\n".join(lines)
 

@@ -123,4 +123,3 @@ async def test_real_prometheus_promotes_the_healthy_canary_and_rolls_back_the_br
     assert bad["evidence"]["outcome"] == "rejected"
     rejected = [note for reason, note in events_of(emulator, "broken") if reason == "ComparisonRejected"]
     assert rejected and "5xx rate" in rejected[0]
-

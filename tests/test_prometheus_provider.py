@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import shutil
+import socket
+import socketserver
+import ssl
+import subprocess
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -465,3 +477,370 @@ def test_the_proxy_from_the_environment_is_used_though_read_only_once(monkeypatc
     finally:
         server.shutdown()
         server.server_close()
+
+
+# --- the HTTP transport (scripted servers, no Prometheus) ------------------------------------------------------
+
+_SEVEN = b'{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"7"]}]}}'
+_TRANSPORT_VARIABLES = (
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "SSL_CERT_FILE",
+)
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """One request a scripted server received: the client's port (one per connection), path and headers."""
+
+    port: int
+    path: str
+    headers: dict[str, str]
+
+
+@dataclass
+class _Scripted:
+    url: str
+    seen: list[_Seen] = field(default_factory=list)
+
+    @property
+    def connections(self) -> int:
+        return len({request.port for request in self.seen})
+
+
+Answer = Callable[[BaseHTTPRequestHandler, int], None]
+"""Writes the answer to one request; the int counts the requests seen before it on the same connection."""
+
+
+def _answer_seven(handler: BaseHTTPRequestHandler, earlier: int) -> None:
+    _answer_json(handler, 200, _SEVEN)
+
+
+@contextmanager
+def _scripted(answer: Answer = _answer_seven, *, tls: ssl.SSLContext | None = None) -> Iterator[_Scripted]:
+    """An HTTP/1.1 server with keep-alive that records every request and answers with ``answer``."""
+    scripted = _Scripted(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        earlier = 0
+
+        def do_GET(self) -> None:
+            scripted.seen.append(_Seen(self.client_address[1], self.path, dict(self.headers)))
+            answer(self, self.earlier)
+            self.earlier += 1
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    scripted.url = f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield scripted
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No proxy and no CA bundle from the machine's environment: each test sets what it needs."""
+    for name in _TRANSPORT_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+@pytest.mark.usefixtures("clean_environment")
+def test_queries_reuse_one_kept_alive_connection_and_send_the_credentials() -> None:
+    with _scripted() as server, PrometheusProvider(server.url, credentials={"token": "t0k"}, timeout_s=5) as p:
+        assert [p.run_query("vector(7)").value for _ in range(5)] == [7.0] * 5
+    assert server.connections == 1
+    assert all(request.headers["Authorization"] == "Bearer t0k" for request in server.seen)
+    assert server.seen[0].path.startswith("/api/v1/query?query=vector%287%29&timeout=5s")
+    with _scripted() as server, PrometheusProvider(server.url, credentials={"username": "u", "password": "p"}) as p:
+        assert p.run_query("vector(7)").value == 7.0
+    assert server.seen[0].headers["Authorization"] == "Basic dTpw"
+
+
+@pytest.mark.usefixtures("clean_environment")
+def test_a_connection_the_server_dropped_while_idle_is_replaced_without_an_error() -> None:
+    def answer_then_hang_up(handler: BaseHTTPRequestHandler, earlier: int) -> None:
+        _answer_json(handler, 200, _SEVEN)  # keep-alive promised, then the server closes anyway
+        handler.close_connection = True
+
+    with _scripted(answer_then_hang_up) as server, PrometheusProvider(server.url, timeout_s=5) as provider:
+        for _ in range(3):
+            assert provider.run_query("vector(7)").value == 7.0
+            time.sleep(0.05)  # let the close arrive: it is noticed before the connection is reused
+    assert server.connections == 3
+
+
+@pytest.mark.usefixtures("clean_environment")
+def test_a_request_the_server_hung_up_on_is_sent_again_only_on_a_reused_connection() -> None:
+    def hang_up_on_the_second(handler: BaseHTTPRequestHandler, earlier: int) -> None:
+        if earlier == 0:
+            _answer_json(handler, 200, _SEVEN)
+        else:  # the server closed the idle connection just as our next request arrived
+            handler.close_connection = True
+
+    with _scripted(hang_up_on_the_second) as server, PrometheusProvider(server.url, timeout_s=5) as provider:
+        assert provider.run_query("vector(7)").value == 7.0
+        assert provider.run_query("vector(7)").value == 7.0  # sent again on a new connection, no retry used
+    assert len(server.seen) == 3 and server.connections == 2
+
+    def always_hang_up(handler: BaseHTTPRequestHandler, earlier: int) -> None:
+        handler.close_connection = True
+
+    with (
+        _scripted(always_hang_up) as server,
+        PrometheusProvider(server.url, timeout_s=5) as provider,
+        pytest.raises(ProviderUnavailable, match="unreachable"),
+    ):
+        provider.run_query("vector(7)")
+    assert len(server.seen) == 1  # a new connection that fails is an error, not sent again
+
+
+@pytest.mark.usefixtures("clean_environment")
+def test_a_fractional_timeout_is_applied_as_given() -> None:
+    def slowly(handler: BaseHTTPRequestHandler, earlier: int) -> None:
+        time.sleep(0.4)
+        _answer_json(handler, 200, _SEVEN)
+
+    with _scripted(slowly) as server:
+        with PrometheusProvider(server.url, timeout_s=0.7) as patient:  # would fail if truncated to 0 s
+            assert patient.run_query("vector(7)").value == 7.0
+        with PrometheusProvider(server.url, timeout_s=0.2) as hasty:  # would wait for the answer if rounded up
+            start = time.monotonic()
+            with pytest.raises(ProviderTimeout, match=r"within 0\.2 s"):
+                hasty.run_query("vector(7)")
+            assert time.monotonic() - start >= 0.18  # and not given up at once (rounded down)
+    assert server.seen[0].path.endswith("timeout=700ms")
+
+
+@pytest.mark.usefixtures("clean_environment")
+def test_many_threads_share_one_provider_without_mixing_answers() -> None:
+    def echo(handler: BaseHTTPRequestHandler, earlier: int) -> None:
+        number = parse_qs(urlsplit(handler.path).query)["query"][0].removeprefix("vector(").removesuffix(")")
+        body = '{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"%s"]}]}}'
+        _answer_json(handler, 200, (body % number).encode())
+
+    with (
+        _scripted(echo) as server,
+        PrometheusProvider(server.url, timeout_s=5, max_connections=4) as provider,
+        ThreadPoolExecutor(max_workers=8) as pool,
+    ):
+        values = list(pool.map(lambda n: provider.run_query(f"vector({n})").value, range(200)))
+    assert values == [float(n) for n in range(200)]
+    assert server.connections < 50  # connections were kept alive and reused, not opened per query
+
+
+@pytest.mark.usefixtures("clean_environment")
+def test_redirects_are_followed_and_credentials_stay_with_the_original_server() -> None:
+    with _scripted() as target:
+
+        def redirect(handler: BaseHTTPRequestHandler, earlier: int) -> None:
+            path = handler.path.removeprefix("/old")
+            location = path if path != handler.path else f"{target.url}/elsewhere{handler.path}"
+            handler.send_response(307 if path != handler.path else 302)
+            handler.send_header("Location", location)
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+
+        # The same server moved the path (followed there), whose answer then moves on to the other server.
+        with (
+            _scripted(redirect) as origin,
+            PrometheusProvider(f"{origin.url}/old", credentials={"token": "t0k"}, timeout_s=5) as provider,
+        ):
+            assert provider.run_query("vector(7)").value == 7.0
+    assert [request.path.split("?")[0] for request in origin.seen] == ["/old/api/v1/query", "/api/v1/query"]
+    assert all(request.headers.get("Authorization") == "Bearer t0k" for request in origin.seen)
+    assert target.seen[0].path.startswith("/elsewhere/api/v1/query?query=vector%287%29")
+    assert "Authorization" not in target.seen[0].headers  # another host never sees the token
+
+
+@pytest.mark.usefixtures("clean_environment")
+def test_a_token_that_cannot_be_a_header_fails_the_query_with_a_provider_error() -> None:
+    with (
+        _scripted() as server,
+        PrometheusProvider(server.url, credentials={"token": "abc\ndef"}, timeout_s=5) as provider,
+        pytest.raises(ProviderUnavailable, match="header"),
+    ):
+        provider.run_query("vector(7)")
+    assert not server.seen
+
+
+@pytest.mark.usefixtures("clean_environment")
+def test_an_answer_that_is_not_json_is_a_response_error() -> None:
+    with (
+        _scripted(lambda handler, _: _answer_json(handler, 200, b"<html>login</html>")) as server,
+        PrometheusProvider(server.url, timeout_s=5) as provider,
+        pytest.raises(ProviderResponseError, match="invalid JSON"),
+    ):
+        provider.run_query("vector(7)")
+
+
+def test_no_proxy_bypasses_the_proxy_and_proxy_credentials_are_sent(clean_environment: pytest.MonkeyPatch) -> None:
+    with _scripted() as proxy, _scripted() as server:
+        host = proxy.url.removeprefix("http://")
+        clean_environment.setenv("HTTP_PROXY", f"http://ops:s3cret@{host}")
+        clean_environment.setenv("NO_PROXY", "127.0.0.1")
+        with PrometheusProvider(server.url, timeout_s=5) as direct:
+            assert direct.run_query("vector(7)").value == 7.0
+        assert len(server.seen) == 1 and not proxy.seen
+        with PrometheusProvider("http://prometheus.example:9090", timeout_s=5) as proxied:
+            assert proxied.run_query("vector(7)").value == 7.0
+        assert proxy.seen[0].path.startswith("http://prometheus.example:9090/api/v1/query?")
+        assert proxy.seen[0].headers["Proxy-Authorization"] == "Basic b3BzOnMzY3JldA=="
+
+
+def test_a_socks_proxy_or_an_unreadable_ca_bundle_is_a_configuration_error(
+    clean_environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    clean_environment.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "missing.pem"))
+    with pytest.raises(ProviderConfigError, match=r"cannot read the CA bundle .*missing\.pem"):
+        PrometheusProvider("https://prometheus.example:9090")
+    clean_environment.delenv("REQUESTS_CA_BUNDLE")
+    clean_environment.setenv("ALL_PROXY", "socks5://127.0.0.1:1080")
+    with pytest.raises(ProviderConfigError, match="SOCKS"):
+        PrometheusProvider("https://prometheus.example:9090")
+
+
+# --- TLS --------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Pki:
+    """A test CA and a server certificate it signed for the name ``localhost`` only."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.cert, self.key)
+        return context
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> _Pki:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    root = tmp_path_factory.mktemp("pki")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=root, check=True, capture_output=True, timeout=60)
+
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=Coalmine test CA")
+    openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost")
+    (root / "san.cnf").write_text("subjectAltName=DNS:localhost\n")
+    openssl(
+        "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "server.pem", "-days", "2", "-extfile", "san.cnf",
+    )  # fmt: skip
+    return _Pki(ca=root / "ca.pem", cert=root / "server.pem", key=root / "server.key")
+
+
+@pytest.mark.parametrize("variable", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"])
+def test_tls_trusts_the_ca_bundle_from_the_environment(
+    clean_environment: pytest.MonkeyPatch, pki: _Pki, variable: str
+) -> None:
+    clean_environment.setenv(variable, str(pki.ca))
+    with _scripted(tls=pki.server_context()) as server:
+        address = server.url.replace("127.0.0.1", "localhost")
+        with PrometheusProvider(address, timeout_s=5) as provider:
+            assert [provider.run_query("vector(7)").value for _ in range(3)] == [7.0] * 3
+    assert server.connections == 1  # one handshake, then keep-alive
+
+
+def test_tls_refuses_an_unknown_ca_or_a_wrong_name_unless_told_to_skip_verification(
+    clean_environment: pytest.MonkeyPatch, pki: _Pki
+) -> None:
+    with _scripted(tls=pki.server_context()) as server:
+        localhost = server.url.replace("127.0.0.1", "localhost")
+        with (  # certifi's CAs do not include ours
+            PrometheusProvider(localhost, timeout_s=5) as untrusted,
+            pytest.raises(ProviderUnavailable, match="certificate verify failed"),
+        ):
+            untrusted.run_query("vector(7)")
+        clean_environment.setenv("REQUESTS_CA_BUNDLE", str(pki.ca))
+        with (  # the certificate names localhost only
+            PrometheusProvider(server.url, timeout_s=5) as wrong_name,
+            pytest.raises(ProviderUnavailable, match="certificate verify failed"),
+        ):
+            wrong_name.run_query("vector(7)")
+        with PrometheusProvider(server.url, timeout_s=5, insecure_skip_verify=True) as insecure:
+            assert insecure.run_query("vector(7)").value == 7.0
+    assert len(server.seen) == 1
+
+
+@contextmanager
+def _connect_proxy() -> Iterator[tuple[str, list[str]]]:
+    """An HTTP proxy that only tunnels (``CONNECT``); yields its URL and the request lines it received."""
+    lines: list[str] = []
+
+    class Tunnel(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            line = self.rfile.readline().decode("latin-1").strip()
+            lines.append(line)
+            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                pass
+            host, _, port = line.split()[1].rpartition(":")
+            with socket.create_connection((host, int(port)), timeout=5) as upstream:
+                self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                pump = threading.Thread(target=_relay, args=(upstream, self.connection), daemon=True)
+                pump.start()
+                _relay(self.connection, upstream)
+                pump.join(timeout=5)
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Tunnel)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", lines
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def _relay(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            sink.sendall(data)
+    with contextlib.suppress(OSError):
+        sink.shutdown(socket.SHUT_WR)
+
+
+def test_https_through_a_proxy_is_tunnelled_and_still_verified(
+    clean_environment: pytest.MonkeyPatch, pki: _Pki
+) -> None:
+    clean_environment.setenv("REQUESTS_CA_BUNDLE", str(pki.ca))
+    with _scripted(tls=pki.server_context()) as server, _connect_proxy() as (proxy, lines):
+        clean_environment.setenv("HTTPS_PROXY", proxy)
+        address = server.url.replace("127.0.0.1", "localhost")
+        with PrometheusProvider(address, timeout_s=5) as provider:
+            assert [provider.run_query("vector(7)").value for _ in range(2)] == [7.0, 7.0]
+        port = address.rsplit(":", 1)[1]
+        assert len(lines) == 1 and lines[0].startswith(f"CONNECT localhost:{port} ")  # one tunnel, kept alive
+        with (  # through the tunnel, the certificate still has to name the address
+            PrometheusProvider(server.url, timeout_s=5) as wrong_name,
+            pytest.raises(ProviderUnavailable, match="certificate verify failed"),
+        ):
+            wrong_name.run_query("vector(7)")
+    assert len(server.seen) == 2

@@ -22,7 +22,7 @@ from typing import Any
 
 from analysis.judge import judge
 from analysis.policy import JudgePolicy
-from analysis.samples import Look
+from analysis.verdict import Verdict
 from controller.hooks import HookPayload, hook_phase, run_hooks
 from controller.kube.errors import KubeError
 from controller.operator.act import act
@@ -67,7 +67,7 @@ class _Read:
     """What a tick reads in its one worker-thread call before deciding."""
 
     gathered: Gathered
-    look: Look | None
+    verdict: Verdict | None
 
 
 async def reconcile(
@@ -105,15 +105,14 @@ async def reconcile(
     pending = entries_to_flush(ctx, canary, raw_status)
     window = probes.window if probes.metrics else None
     try:
-        read = await asyncio.to_thread(_read, ctx, router, canary, spec, policy, window, pending.fresh)
+        read = await asyncio.to_thread(_read, ctx, router, canary, spec, policy, status, window, pending.fresh)
     except KubeError as error:
         log.warning("%s/%s: cannot read the cluster: %s", meta.get("namespace"), meta.get("name"), error)
         return TickResult(None)
     target = read.gathered.target
     flush = await start_flush(ctx, canary, spec, raw_status, target, pending)
-    verdict = judge(policy, read.look, status.judge) if read.look is not None else None
     hooks = await _hooks(ctx, canary, spec, status, probes.hooks)
-    observations = replace(read.gathered.observations, verdict=verdict, hooks=hooks)
+    observations = replace(read.gathered.observations, verdict=read.verdict, hooks=hooks)
     decision = strategy.step(typed, status, observations, now)
     sent = ((raw_status.get(NOTIFICATIONS_KEY) or {}).get("sentKeys")) or ()
     origin = tick_origin(raw_status)  # the same for this tick repeated after a crash: no duplicate Event/message
@@ -166,10 +165,12 @@ def _read(
     canary: Mapping[str, Any],
     spec: CanarySpec,
     policy: JudgePolicy,
+    status: CanaryStatus,
     window: tuple[float, float] | None,
     fresh: Sequence[OutboxEntry],
 ) -> _Read:
-    """Gather the observations, record the outbox's Events, then run the look's queries (when one is due)."""
+    """Gather the observations, record the outbox's Events, then run the look's queries and the judge (when a look
+    is due). The judge runs here, off the event loop: its first classic comparison imports scipy.stats."""
     gathered = gather(ctx.api, router, canary, spec)
     if fresh:
         record_entries(ctx, canary, fresh)
@@ -177,7 +178,7 @@ def _read(
         return _Read(gathered, None)
     meta = canary.get("metadata") or {}
     look = build_look(ctx, str(meta.get("name", "")), str(meta.get("namespace", "")), spec, policy, window)
-    return _Read(gathered, look)
+    return _Read(gathered, judge(policy, look, status.judge))
 
 
 def _keys(events: tuple[Event, ...], notable: list[tuple[Event, str]]) -> list[str | None]:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import calendar
 import re
 import time
-from datetime import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from controller.rollout.phases import Hold, Phase
