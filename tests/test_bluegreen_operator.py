@@ -34,7 +34,7 @@ from operator_harness import (
     wait_for,
 )
 
-from controller.handlers.bluegreen import bluegreen_conflict
+from controller.handlers.bluegreen import conflict as bluegreen_blocker
 from controller.rollout.phases import ManualAction
 from controller.rollout.request_codec import REQUEST_ANNOTATION, encode_request
 
@@ -261,10 +261,15 @@ def test_one_deployment_has_one_owner_and_a_canary_wins() -> None:
     body = {"metadata": {"name": "b", "namespace": NS, "creationTimestamp": "2026-01-02T00:00:00Z"}}
     body["spec"] = {"targetRef": {"name": NAME}}
     key = (NS, NAME)
-    assert bluegreen_conflict(body, {key: [("2026-01-02T00:00:00Z", "b")]}, {}) is None
-    by_canary = bluegreen_conflict(body, {key: [("2026-01-02T00:00:00Z", "b")]}, {key: [("2026-01-03", "c")]})
+
+    def bluegreen_conflict(bluegreens: dict[Any, Any], canaries: dict[Any, Any]) -> str | None:
+        found = bluegreen_blocker(body, {"BlueGreen": bluegreens, "Canary": canaries})
+        return None if found is None else found.message()
+
+    assert bluegreen_conflict({key: [("2026-01-02T00:00:00Z", "b")]}, {}) is None
+    by_canary = bluegreen_conflict({key: [("2026-01-02T00:00:00Z", "b")]}, {key: [("2026-01-03", "c")]})
     assert by_canary is not None and "already managed by Canary c" in by_canary
     older = [("2026-01-01T00:00:00Z", "a"), ("2026-01-02T00:00:00Z", "b")]
-    by_bluegreen = bluegreen_conflict(body, {key: older}, {})
+    by_bluegreen = bluegreen_conflict({key: older}, {})
     assert by_bluegreen is not None and "already managed by BlueGreen a" in by_bluegreen
     assert "one Canary or BlueGreen" in by_bluegreen

@@ -11,25 +11,17 @@ from typing import Any
 
 import kopf
 
-from controller.handlers.canary import INDEX as CANARY_INDEX
 from controller.handlers.common import register_kind
 from controller.kube.api import BLUEGREENS
 from controller.rollout.kinds import BLUEGREEN
-from controller.rollout.ownership import owner_conflict
+from controller.rollout.ownership import Blocker, blocker
 
 PLURAL = "bluegreens"
-INDEX = "bluegreens_by_target"
 
 
-def bluegreen_conflict(
-    body: Mapping[str, Any], bluegreens: Mapping[Any, Any], canaries: Mapping[Any, Any]
-) -> str | None:
-    """Why this BlueGreen must not act: a Canary, or an older BlueGreen, already manages its target."""
-    return owner_conflict("BlueGreen", body, bluegreens, {"Canary": canaries})
-
-
-def conflict(body: Mapping[str, Any], indexes: Mapping[str, Any]) -> str | None:
-    return bluegreen_conflict(body, indexes[INDEX], indexes[CANARY_INDEX])
+def conflict(body: Mapping[str, Any], indexes: Mapping[str, Any]) -> Blocker | None:
+    """A Canary, or an older BlueGreen, already managing its target (``indexes``: kind → target index)."""
+    return blocker("BlueGreen", body, indexes["BlueGreen"], {"Canary": indexes["Canary"]})
 
 
 def register(registry: kopf.OperatorRegistry, tick_seconds: float, labels: Mapping[str, Any] | None = None) -> None:
@@ -37,7 +29,6 @@ def register(registry: kopf.OperatorRegistry, tick_seconds: float, labels: Mappi
         registry,
         plural=PLURAL,
         strategy=BLUEGREEN,
-        index_id=INDEX,
         conflict=conflict,
         tick_seconds=tick_seconds,
         resource=BLUEGREENS,

@@ -10,15 +10,14 @@ import kopf
 from controller.handlers.common import register_kind
 from controller.kube.api import CANARIES
 from controller.rollout.kinds import CANARY
-from controller.rollout.ownership import owner_conflict
+from controller.rollout.ownership import Blocker, blocker
 
 PLURAL = "canaries"
-INDEX = "canaries_by_target"
 
 
-def conflict(body: Mapping[str, Any], indexes: Mapping[str, Any]) -> str | None:
-    """The oldest Canary on a target owns it."""
-    return owner_conflict("Canary", body, indexes[INDEX])
+def conflict(body: Mapping[str, Any], indexes: Mapping[str, Any]) -> Blocker | None:
+    """The oldest Canary on a target owns it (``indexes``: kind → target index)."""
+    return blocker("Canary", body, indexes["Canary"])
 
 
 def register(registry: kopf.OperatorRegistry, tick_seconds: float, labels: Mapping[str, Any] | None = None) -> None:
@@ -26,7 +25,6 @@ def register(registry: kopf.OperatorRegistry, tick_seconds: float, labels: Mappi
         registry,
         plural=PLURAL,
         strategy=CANARY,
-        index_id=INDEX,
         conflict=conflict,
         tick_seconds=tick_seconds,
         resource=CANARIES,

@@ -1,4 +1,4 @@
-"""The kopf registrations every rollout kind shares: a target index, a fixed-period tick, and deletion.
+"""The kopf registrations every rollout kind shares: seeding the target index, a fixed-period tick, and deletion.
 
 The tick runs in a ``@kopf.daemon`` per object, which writes each tick's status itself (a merge patch of the
 ``status`` subresource) before the next tick starts, so progress is persisted tick by tick and a restarted operator
@@ -9,7 +9,8 @@ up (:func:`controller.operator.writes.current_view`), where a timer had to skip 
 
 The tick itself is :func:`controller.operator.reconcile.reconcile` with the kind's
 :class:`~controller.rollout.kinds.Strategy`; who may act on a target is
-:func:`controller.rollout.ownership.owner_conflict`. Handlers only move data between kopf and those functions.
+:func:`controller.rollout.ownership.blocker` over the indexes of :mod:`controller.operator.owners`. Handlers only
+move data between kopf and those functions.
 """
 
 from __future__ import annotations
@@ -22,21 +23,24 @@ from typing import Any
 
 import kopf
 
-from controller.kube.api import Resource
+from controller.kube.api import BLUEGREENS, CANARIES, Resource
 from controller.kube.errors import ApiNotFound, KubeError
-from controller.operator.context import OperatorContext
+from controller.operator.context import OperatorContext, selector_string
+from controller.operator.owners import confirm_owner, seed
 from controller.operator.reconcile import TickResult, reconcile
 from controller.operator.specs import forget_spec
 from controller.operator.writes import current_view, forget_writes, remember_write, status_patch
 from controller.rollout.kinds import Strategy
-from controller.rollout.ownership import index_entry, target_key
+from controller.rollout.ownership import Blocker
 
 GROUP, VERSION = "coalmine.dev", "v1alpha1"
 
 log = logging.getLogger("coalmine.handlers")
 
-Conflict = Callable[[Mapping[str, Any], Mapping[str, Any]], str | None]
-"""(body, kopf's handler kwargs with the indexes) → why this object must not act, or None."""
+Conflict = Callable[[Mapping[str, Any], Mapping[str, Any]], Blocker | None]
+"""(body, kind → target index) → who owns this object's target instead of it, or None."""
+
+RESOURCES = {"Canary": CANARIES, "BlueGreen": BLUEGREENS}
 
 
 def label_filter(selector: Sequence[tuple[str, str | None]]) -> dict[str, Any] | None:
@@ -59,22 +63,39 @@ def register_kind(
     *,
     plural: str,
     strategy: Strategy[Any],
-    index_id: str,
     conflict: Conflict,
     tick_seconds: float,
     resource: Resource,
     labels: Mapping[str, Any] | None = None,
 ) -> None:
-    """Register the index, tick and deletion handlers of one kind (``labels``: ``coalmine run --selector``)."""
+    """Register the startup, tick and deletion handlers of one kind (``labels``: ``coalmine run --selector``)."""
     kind = strategy.kind
 
-    def by_target(namespace: str, spec: Mapping[str, Any], meta: Mapping[str, Any], **_: Any) -> Any:
-        key = target_key(namespace, spec)
-        return None if key is None else {key: index_entry(meta)}
+    async def seed_index(memo: kopf.Memo, **_: Any) -> None:
+        """Know every object's target before any tick acts (see controller.operator.owners)."""
+        ctx: OperatorContext = memo["ctx"]
+        config = ctx.config
+        try:
+            await asyncio.to_thread(
+                seed, ctx.api, resource, config.namespaces, selector_string(config.selector), ctx.target_indexes[kind]
+            )
+        except KubeError as error:
+            raise kopf.TemporaryError(f"listing {plural} failed: {error}", delay=1.0) from error
 
-    kopf.index(GROUP, VERSION, plural, id=index_id, labels=labels, registry=registry)(by_target)  # type: ignore[arg-type]
+    kopf.on.startup(id=f"{kind.lower()}_index", registry=registry)(seed_index)
 
-    async def one_tick(ctx: OperatorContext, body: kopf.Body, now: float, kwargs: Mapping[str, Any]) -> None:
+    async def owner_problem(ctx: OperatorContext, view: Mapping[str, Any]) -> str | None:
+        """Why ``view`` must not act (another object owns its target), or None; an owner that is gone is dropped."""
+        ctx.target_indexes[kind].note(view)
+        found = conflict(view, ctx.target_indexes)
+        while found is not None:
+            index = ctx.target_indexes[found.kind]
+            if await asyncio.to_thread(confirm_owner, ctx.api, RESOURCES[found.kind], found.key, found.name, index):
+                return found.message()
+            found = conflict(view, ctx.target_indexes)
+        return None
+
+    async def one_tick(ctx: OperatorContext, body: kopf.Body, now: float) -> None:
         view = current_view(ctx, body)
         started = time.monotonic()
         stored = dict(view.get("status") or {})
@@ -84,7 +105,8 @@ def register_kind(
             if changes:
                 _write_status(ctx, resource, body, view, changes)
 
-        result = await reconcile(ctx, view, now, conflict=conflict(view, kwargs), strategy=strategy, write=write)
+        problem = await owner_problem(ctx, view)
+        result = await reconcile(ctx, view, now, conflict=problem, strategy=strategy, write=write)
         if result.status_patch is not None and not result.written:
             await asyncio.to_thread(write, result.status_patch)
         meta = view.get("metadata") or {}
@@ -93,7 +115,7 @@ def register_kind(
         ctx.metrics.observe_status(kind, meta["name"], meta["namespace"], status, workload=workload)
         ctx.metrics.observe_tick(time.monotonic() - started)
 
-    async def ticks(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, **kwargs: Any) -> None:
+    async def ticks(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, **_: Any) -> None:
         """One tick every ``tick_seconds`` until kopf stops the daemon (deletion, a peering pause) or the operator
         shuts down (kopf runs the cleanup, which closes the context, before it stops daemons).
 
@@ -112,12 +134,14 @@ def register_kind(
                     break
                 now, latest = time.time(), loop.time() + tick_seconds  # latest: a wall-clock step back cannot stall
                 try:
-                    await one_tick(ctx, body, now, kwargs)
+                    await one_tick(ctx, body, now)
                 except Exception:
                     meta = body.get("metadata") or {}
                     log.exception("%s %s/%s: the tick failed", kind, meta.get("namespace"), meta.get("name"))
             while not stopped and (left := min(now + tick_seconds - time.time(), latest - loop.time())) > 0:
                 await stopped.wait(left)
+        if stopped.reason and stopped.reason & kopf.DaemonStoppingReason.FILTERS_MISMATCH:
+            ctx.target_indexes[kind].drop(str(body["metadata"]["uid"]))  # no longer ours (its labels changed)
 
     kopf.daemon(
         GROUP,
@@ -141,6 +165,7 @@ def register_kind(
             raise kopf.TemporaryError(f"restoring the target before the {kind} goes", delay=ctx.config.tick_seconds)
         meta = body.get("metadata") or {}
         ctx.tick_locks.pop(uid, None)
+        ctx.target_indexes[kind].drop(uid)
         forget_writes(ctx, uid)
         forget_spec(ctx, strategy, body)
         ctx.metrics.forget(kind, meta["name"], meta["namespace"])

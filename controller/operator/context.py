@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from controller.kube.api import KubeApi
 from controller.metrics import OperatorMetrics
 from controller.notify.config import ProviderConfig as AlertConfig
 from controller.notify.delivery import ClientPool, DeliveryStats
+from controller.operator.owners import TargetIndex
 
 if TYPE_CHECKING:
     from controller.operator.writes import WrittenStatus
@@ -46,6 +48,11 @@ class OperatorConfig:
     worker_threads: int = 32
     selector: tuple[tuple[str, str | None], ...] = ()
     """Only Canaries/BlueGreens with these labels (value None: the label is present, any value), for sharding."""
+
+
+def selector_string(selector: Sequence[tuple[str, str | None]]) -> str | None:
+    """``OperatorConfig.selector`` as a Kubernetes label selector (``k=v,k2``); None when empty."""
+    return ",".join(key if value is None else f"{key}={value}" for key, value in selector) or None
 
 
 def parse_selector(items: Sequence[str]) -> tuple[tuple[str, str | None], ...]:
@@ -76,6 +83,8 @@ class OperatorContext:
     alert_stats: DeliveryStats = field(default_factory=DeliveryStats)
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     written_status: dict[str, WrittenStatus] = field(default_factory=dict)  # see controller.operator.writes
+    target_indexes: defaultdict[str, TargetIndex] = field(default_factory=lambda: defaultdict(TargetIndex))
+    """kind → which of its objects target which Deployment (see controller.operator.owners)."""
     tick_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     """uid → held while one of its ticks runs: the deletion handler must not run alongside the last tick."""
     parsed_specs: dict[str, tuple[str, Any]] = field(default_factory=dict)  # see controller.operator.specs

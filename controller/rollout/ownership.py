@@ -8,6 +8,7 @@ VirtualService). A loser touches nothing and reports the returned message in its
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 Entry = tuple[str, str]  # (creationTimestamp, name): sorts oldest first
@@ -29,13 +30,29 @@ def _oldest(entries: Iterable[Any]) -> Entry | None:
     return ordered[0] if ordered else None
 
 
-def owner_conflict(
+@dataclass(frozen=True)
+class Blocker:
+    """The object that owns the target another one wants (``kind`` and ``name``, on target ``key``)."""
+
+    kind: str
+    key: TargetKey
+    name: str
+
+    def message(self) -> str:
+        """What the blocked object reports in its status and Event (names the field, the target and the owner)."""
+        return (
+            f"spec.targetRef: Deployment {self.key[0]}/{self.key[1]} is already managed by {self.kind} {self.name}; "
+            "one target can have only one Canary or BlueGreen"
+        )
+
+
+def blocker(
     kind: str,
     body: Mapping[str, Any],
     own: Mapping[Any, Any],
     preferred: Mapping[str, Mapping[Any, Any]] | None = None,
-) -> str | None:
-    """Why ``body`` (of ``kind``) must not act, or None if it owns its target.
+) -> Blocker | None:
+    """Who owns ``body``'s target instead of it (``body`` is of ``kind``), or None if it owns its target.
 
     ``own`` is the index of its own kind; ``preferred`` maps other kinds that win over this one to their indexes.
     """
@@ -43,18 +60,22 @@ def owner_conflict(
     key = target_key(meta.get("namespace"), body.get("spec") or {})
     if key is None:
         return None
-    kinds = "Canary or BlueGreen"
     for other, index in (preferred or {}).items():
         winner = _oldest(index[key]) if key in index else None
         if winner is not None:
-            return (
-                f"spec.targetRef: Deployment {key[0]}/{key[1]} is already managed by {other} {winner[1]}; "
-                f"one target can have only one {kinds}"
-            )
+            return Blocker(other, key, winner[1])
     winner = _oldest(own[key]) if key in own else None
     if winner is None or winner == index_entry(meta):
         return None
-    return (
-        f"spec.targetRef: Deployment {key[0]}/{key[1]} is already managed by {kind} {winner[1]}; "
-        f"one target can have only one {kinds}"
-    )
+    return Blocker(kind, key, winner[1])
+
+
+def owner_conflict(
+    kind: str,
+    body: Mapping[str, Any],
+    own: Mapping[Any, Any],
+    preferred: Mapping[str, Mapping[Any, Any]] | None = None,
+) -> str | None:
+    """Why ``body`` (of ``kind``) must not act, or None if it owns its target (see :func:`blocker`)."""
+    found = blocker(kind, body, own, preferred)
+    return None if found is None else found.message()
