@@ -291,7 +291,7 @@ _BOOKKEEPING = (SESSION_COOKIE_ANNOTATION, PREVIOUS_SESSION_COOKIE_ANNOTATION)
 def _merge_spec(live: Mapping[str, Any], desired: Mapping[str, Any]) -> Object:
     """The live object with the desired spec *replacing* its own (a removed field goes away); labels and
     annotations others set are kept, our bookkeeping annotations replaced."""
-    body = {k: copy.deepcopy(v) for k, v in live.items() if k != "status"}
+    body = {k: copy.deepcopy(v) for k, v in live.items() if k not in ("status", "spec")}  # spec: replaced below
     metadata = dict(body.get("metadata") or {})
     want = desired.get("metadata") or {}
     labels = {**(metadata.get("labels") or {}), **(want.get("labels") or {})}
