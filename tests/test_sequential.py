@@ -144,6 +144,19 @@ def test_state_round_trips_through_json_and_continues_the_same_test() -> None:
     assert always_valid_p(state.max_log_e) == always_valid_p(straight.max_log_e)
 
 
+def test_a_state_stored_in_the_older_list_format_continues_exactly() -> None:
+    """Statuses written before the grid was stored as base64 (``loglik`` as a list) resume the same test."""
+    design = RatioDesign()
+    looks = [(300.0, 310.0, float(k % 4), 1.0) for k in range(6)]
+    state = feed(design, looks)
+    stored = state.to_json()
+    assert "loglik" not in stored and len(json.dumps(stored)) < 2000  # compact: 129 grid values as base64
+    older = {key: value for key, value in stored.items() if key != "loglikF64"} | {"loglik": list(state.loglik)}
+    resumed = RatioState.from_json(json.loads(json.dumps(older)))
+    assert resumed == state
+    assert ratio_update(design, resumed, 300, 300, 5, 1) == ratio_update(design, state, 300, 300, 5, 1)
+
+
 def test_p_value_never_increases() -> None:
     design = RatioDesign()
     rng = np.random.default_rng(3)
