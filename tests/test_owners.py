@@ -60,10 +60,14 @@ def test_an_owner_that_is_gone_without_its_deletion_handler_stops_blocking() -> 
 
     found = conflict(young, {"Canary": index, "BlueGreen": TargetIndex()})
     assert found is not None
-    assert confirm_owner(kube, CANARIES, found.key, found.name, index) is False  # "old" does not exist
+    assert confirm_owner(kube, CANARIES, found.key, found.name, index, now=0.0) is False  # "old" does not exist
     assert conflict(young, {"Canary": index, "BlueGreen": TargetIndex()}) is None
 
     kube.create(CANARIES, "test", rollout("older", "podinfo", "2025-12-01T00:00:00Z"))
     index.note(rollout("older", "podinfo", "2025-12-01T00:00:00Z"))
     found = conflict(young, {"Canary": index, "BlueGreen": TargetIndex()})
-    assert found is not None and confirm_owner(kube, CANARIES, found.key, found.name, index) is True
+    assert found is not None and confirm_owner(kube, CANARIES, found.key, found.name, index, now=0.0) is True
+    kube.delete(CANARIES, "test", "older")
+    assert confirm_owner(kube, CANARIES, found.key, found.name, index, now=30.0) is True  # trusted for a minute
+    assert confirm_owner(kube, CANARIES, found.key, found.name, index, now=61.0) is False
+    assert conflict(young, {"Canary": index, "BlueGreen": TargetIndex()}) is None

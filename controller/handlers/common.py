@@ -90,7 +90,8 @@ def register_kind(
         found = conflict(view, ctx.target_indexes)
         while found is not None:
             index = ctx.target_indexes[found.kind]
-            if await asyncio.to_thread(confirm_owner, ctx.api, RESOURCES[found.kind], found.key, found.name, index):
+            args = (ctx.api, RESOURCES[found.kind], found.key, found.name, index, time.time())
+            if await asyncio.to_thread(confirm_owner, *args):
                 return found.message()
             found = conflict(view, ctx.target_indexes)
         return None

@@ -10,7 +10,7 @@ its status that was a tenth of the operator's CPU at a thousand Canaries. Instea
 - every tick notes its own object (a new one, or a changed ``targetRef``), and the deletion handler drops it once
   it is released;
 - an owner that disappeared without its deletion handler (a finalizer removed by hand) is checked for by the tick
-  it blocks (:func:`confirm_owner`), so it cannot block a target forever.
+  it blocks (:func:`confirm_owner`, at most once a minute per owner), so it cannot block a target forever.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ from typing import Any
 from controller.kube.api import KubeApi, Resource
 from controller.rollout.ownership import Entry, TargetKey, index_entry, target_key
 
+CONFIRM_EVERY_S = 60.0
+"""How long an owner found to exist is trusted before a tick it blocks checks again."""
+
 
 class TargetIndex(Mapping[TargetKey, list[Entry]]):
     """target → the (creationTimestamp, name) of every object of one kind that targets it (see module doc)."""
@@ -28,6 +31,7 @@ class TargetIndex(Mapping[TargetKey, list[Entry]]):
     def __init__(self) -> None:
         self._by_uid: dict[str, tuple[TargetKey, Entry]] = {}
         self._by_key: dict[TargetKey, dict[str, Entry]] = {}
+        self.confirmed: dict[tuple[TargetKey, str], float] = {}  # (target, owner name) → when it was seen to exist
 
     def note(self, body: Mapping[str, Any]) -> None:
         """Record (or move) ``body``'s entry; an object without a target is dropped."""
@@ -57,6 +61,7 @@ class TargetIndex(Mapping[TargetKey, list[Entry]]):
         for uid, entry in list(self._by_key.get(key, {}).items()):
             if entry[1] == name:
                 self.drop(uid)
+        self.confirmed.pop((key, name), None)
 
     def __getitem__(self, key: TargetKey) -> list[Entry]:
         return list(self._by_key[key].values())
@@ -79,9 +84,17 @@ def seed(api: KubeApi, resource: Resource, namespaces: Sequence[str], selector: 
     return found
 
 
-def confirm_owner(api: KubeApi, resource: Resource, key: TargetKey, name: str, index: TargetIndex) -> bool:
-    """Whether the owner ``name`` of ``key`` still exists; if not, it is dropped from ``index``. Blocking."""
-    if api.get(resource, key[0], name) is not None:
+def confirm_owner(api: KubeApi, resource: Resource, key: TargetKey, name: str, index: TargetIndex, now: float) -> bool:
+    """Whether the owner ``name`` of ``key`` still exists; if not, it is dropped from ``index``. Blocking.
+
+    A list of the namespace (the operator may list these objects; it has no use for single GETs), so it is done at
+    most every :data:`CONFIRM_EVERY_S` per owner.
+    """
+    checked = index.confirmed.get((key, name))
+    if checked is not None and now - checked < CONFIRM_EVERY_S:
+        return True
+    if any((item.get("metadata") or {}).get("name") == name for item in api.list(resource, key[0])):
+        index.confirmed[(key, name)] = now
         return True
     index.drop_name(key, name)
     return False
