@@ -126,6 +126,9 @@ class ProviderConfig:
     insecure_skip_verify: bool = False
     timeout_s: float = 10.0
     retries: int = 0
+    max_connections: int = 32
+    """Keep-alive connections kept per server: as many as queries can be in flight at once (the operator's
+    ``worker_threads``), so none is opened and closed per query."""
 
 
 ProviderFactory = Callable[[ProviderConfig], MetricProvider]

@@ -198,6 +198,7 @@ class PrometheusProvider:
             insecure_skip_verify=config.insecure_skip_verify,
             timeout_s=config.timeout_s,
             retries=config.retries,
+            max_connections=config.max_connections,
         )
 
     def close(self) -> None:
