@@ -1,7 +1,7 @@
 """Which rollout objects target which Deployment: the index behind "one target, one Canary".
 
 Each kind (Canary, BlueGreen) has a :class:`TargetIndex` of target → (creationTimestamp, name), read by
-:func:`controller.rollout.ownership.owner_conflict`. It lives in the operator's memory rather than in a kopf index:
+:func:`controller.rollout.ownership.blocker`. It lives in the operator's memory rather than in a kopf index:
 kopf re-runs an index function through its whole handler machinery on every watch event, and with every tick writing
 its status that was a tenth of the operator's CPU at a thousand Canaries. Instead:
 

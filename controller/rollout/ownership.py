@@ -68,14 +68,3 @@ def blocker(
     if winner is None or winner == index_entry(meta):
         return None
     return Blocker(kind, key, winner[1])
-
-
-def owner_conflict(
-    kind: str,
-    body: Mapping[str, Any],
-    own: Mapping[Any, Any],
-    preferred: Mapping[str, Mapping[Any, Any]] | None = None,
-) -> str | None:
-    """Why ``body`` (of ``kind``) must not act, or None if it owns its target (see :func:`blocker`)."""
-    found = blocker(kind, body, own, preferred)
-    return None if found is None else found.message()
