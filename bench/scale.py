@@ -6,13 +6,16 @@ the official client, prometheus-api-client) with the production tick (2 s) and 1
 Canaries are initialised, then every target gets a new image at once and the benchmark measures while they
 progress:
 
-- **tick lag**: how late each Canary's tick starts against its schedule (one tick every ``--tick`` seconds after
-  the previous one started), p50/p99 over every tick of every Canary;
-- **tick time**: how long each tick's decision took from start to the decision (queueing for threads and the
-  event loop included), p50/p99;
+- **tick lag**: how late each tick's *decision* is against its slot (the time the operator scheduled the tick for,
+  which the engine is given as its ``now``; see ``controller/operator/schedule.py``), so waiting for the event loop,
+  for a worker thread and for every request of the tick all count; a slot skipped because its tick ran a whole period
+  late counts from that slot. p50/p99 over every tick of every Canary;
+- **tick time**: how long each tick took from its start to the decision (queueing for threads and the event loop
+  included), p50/p99;
 - **look lag**: how late each look runs after it became due (the interval after the previous look); the tick period
   bounds it from below (a look waits for the next tick), so the interesting part is what the operator adds;
-- RSS (resident now and peak) and CPU of the operator process (process time / wall time, in cores);
+- RSS (before any Canary, while progressing, and peak) and CPU of the operator process (process time / wall time,
+  in cores); every size runs in a fresh process, so one size's memory does not carry into the next;
 - Prometheus queries per metric per look, counted at the responder: must be ≤ 1.
 
     .venv/bin/python bench/scale.py                       # 100 and 500 Canaries, writes docs/benchmarks-scale.md
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -105,21 +109,24 @@ class Recorder:
     tick_s: float
     interval_s: float
     measuring: bool = False
-    last_tick: dict[str, float] = field(default_factory=dict)
+    last_slot: dict[str, float] = field(default_factory=dict)
     tick_lags: list[float] = field(default_factory=list)
     look_lags: list[float] = field(default_factory=list)
     durations: list[float] = field(default_factory=list)
     ticks: int = 0
 
-    def tick(self, name: str, started: float) -> None:
-        previous = self.last_tick.get(name)
-        self.last_tick[name] = started
-        if previous is None or not self.measuring:
+    def tick(self, name: str, slot: float, decided: float, took: float) -> None:
+        """A tick for ``slot`` (the time the operator scheduled it for, its ``now``) decided at ``decided``."""
+        previous = self.last_slot.get(name)
+        self.last_slot[name] = slot
+        if not self.measuring:
             return
         self.ticks += 1
-        # Scheduled: one tick period after the previous tick started. A tick that overran its period delays the
-        # next one, and that delay counts: it is exactly how much later this Canary was looked at.
-        self.tick_lags.append(max(0.0, started - previous - self.tick_s))
+        self.durations.append(took)
+        # The lag is from the slot to the decision. A tick more than a period late runs for the latest slot it has
+        # passed; the slot it skipped counts, from its own time.
+        due = previous + self.tick_s if previous is not None and slot - previous > 1.5 * self.tick_s else slot
+        self.tick_lags.append(max(0.0, decided - due))
 
     def look(self, name: str, before: Mapping[str, Any], after: Mapping[str, Any], now: float) -> None:
         from controller.rollout.status import parse_time
@@ -140,12 +147,11 @@ def instrument(recorder: Recorder) -> None:
     async def timed(ctx: Any, body: Any, now: float, **kwargs: Any) -> Any:
         name = str(body["metadata"]["name"])
         started = time.monotonic()
-        recorder.tick(name, started)
         result = await original(ctx, body, now, **kwargs)
-        if recorder.measuring:
-            recorder.durations.append(time.monotonic() - started)
+        decided = time.time()
+        recorder.tick(name, now, decided, time.monotonic() - started)
         if result.status_patch is not None:
-            recorder.look(name, dict(body.get("status") or {}), result.status_patch, time.time())
+            recorder.look(name, dict(body.get("status") or {}), result.status_patch, decided)
         return result
 
     handler_module.reconcile = timed  # type: ignore[assignment]
@@ -353,14 +359,22 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help=f"do not rewrite {DOC.relative_to(ROOT)}")
     parser.add_argument("--section", default="tick-2s", help="which results block of the doc to replace")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # measure one size in this process
     args = parser.parse_args()
     if args.serve is not None:
         serve(args.serve)
         return
     logging.basicConfig(level=logging.ERROR)
+    if args.one is not None:
+        result = asyncio.run(measure(args.one, args.tick, args.interval, args.duration))
+        print(json.dumps(dataclasses.asdict(result)), flush=True)
+        return
     results = []
     for size in (int(s) for s in args.sizes.split(",")):
-        result = asyncio.run(measure(size, args.tick, args.interval, args.duration))
+        command = [sys.executable, __file__, "--one", str(size), "--tick", str(args.tick)]
+        command += ["--interval", str(args.interval), "--duration", str(args.duration)]
+        output = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout
+        result = Result(**json.loads(output.strip().splitlines()[-1]))
         print(table([result], args.tick, args.interval, args.duration).splitlines()[-1], "phases:", result.phases)
         results.append(result)
     report = table(results, args.tick, args.interval, args.duration)

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from fakekube import FakeKube
 from kubernetes.client import Configuration
+from test_prometheus_provider import _answer_json, _Pki, _scripted, pki  # noqa: F401 (pki: a fixture)
 
 from controller.kube.client import (
     CANARIES,
@@ -283,3 +284,28 @@ def test_create_or_update_re_reads_and_re_applies_on_conflict() -> None:
     kube.conflicts = 50
     with pytest.raises(ApiConflict, match="still conflicting after 5 attempts"):
         create_or_update(kube, DEPLOYMENTS, "test", {"metadata": {"name": "podinfo"}, "spec": {"replicas": 2}})
+
+
+# --- HTTPS: the kept-alive connections are made with the client's own TLS settings ------------------------------
+
+
+def test_https_trusts_the_configured_ca_keeps_one_connection_and_refuses_an_unknown_ca(pki: _Pki) -> None:  # noqa: F811
+    body = json.dumps({"kind": "Deployment", "metadata": {"name": "app", "namespace": "ns"}}).encode()
+    with _scripted(lambda handler, _: _answer_json(handler, 200, body), tls=pki.server_context()) as server:
+        address = server.url.replace("127.0.0.1", "localhost")
+        configuration = Configuration(host=address)
+        configuration.ssl_ca_cert = str(pki.ca)
+        trusting = KubeClient.from_configuration(configuration, timeout_s=5)
+        try:
+            names = [(trusting.get(DEPLOYMENTS, "ns", "app") or {})["metadata"]["name"] for _ in range(3)]
+        finally:
+            trusting.close()
+        assert names == ["app"] * 3
+        assert server.connections == 1  # one handshake, then keep-alive
+        assert server.seen[0].path == "/apis/apps/v1/namespaces/ns/deployments/app"
+        untrusting = KubeClient.from_configuration(Configuration(host=address), timeout_s=5)  # certifi's CAs only
+        try:
+            with pytest.raises(ApiUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
+                untrusting.get(DEPLOYMENTS, "ns", "app")
+        finally:
+            untrusting.close()

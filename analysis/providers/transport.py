@@ -58,6 +58,7 @@ from urllib3.util.retry import Retry
 from urllib3.util.ssl_ import create_urllib3_context
 
 from analysis.providers import ProviderConfigError
+from analysis.providers.http1 import Answer
 from analysis.providers.keepalive import OriginPool
 
 if TYPE_CHECKING:
@@ -178,7 +179,7 @@ def _text(value: str | bytes) -> str:
     return value.decode("latin-1") if isinstance(value, bytes) else value
 
 
-def _response(raw: urllib3.BaseHTTPResponse, url: str) -> requests.Response:
+def _response(raw: urllib3.BaseHTTPResponse | Answer, url: str) -> requests.Response:
     """urllib3's fully read answer as the ``requests.Response`` ``PrometheusConnect`` reads."""
     response = requests.Response()
     response.status_code = raw.status
@@ -224,7 +225,7 @@ class PooledSession(requests.Session):
         try:
             label = self._manager.connection_from_url(origin)
             if proxy is None:
-                self._direct = OriginPool(origin, tls=tls, max_idle=max_connections, label=label)
+                self._direct = OriginPool.for_origin(origin, tls=tls, max_idle=max_connections, label=label)
         except (u3.LocationParseError, ValueError) as exc:
             raise ProviderConfigError(f"invalid server address {origin!r}: {exc}") from None
 
@@ -339,7 +340,9 @@ class PooledSession(requests.Session):
             raw = self._open(method, url, headers, timeout)
         return _response(raw, url)
 
-    def _open(self, method: str, url: str, headers: dict[str, str], timeout: Timeout) -> urllib3.BaseHTTPResponse:
+    def _open(
+        self, method: str, url: str, headers: dict[str, str], timeout: Timeout
+    ) -> urllib3.BaseHTTPResponse | Answer:
         """One exchange (with the configured retries, without redirects), the answer read completely."""
         try:
             if self._direct is not None and url.startswith(self._origin + "/") and not _UNSENDABLE.search(url):

@@ -28,6 +28,7 @@ from controller.kube.errors import ApiNotFound, KubeError
 from controller.operator.context import OperatorContext, selector_string
 from controller.operator.owners import confirm_owner, seed
 from controller.operator.reconcile import TickResult, reconcile
+from controller.operator.schedule import first_slot, latest_slot, tick_phase
 from controller.operator.specs import forget_spec
 from controller.operator.writes import current_view, forget_writes, remember_write, status_patch
 from controller.rollout.kinds import Strategy
@@ -117,30 +118,37 @@ def register_kind(
         ctx.metrics.observe_tick(time.monotonic() - started)
 
     async def ticks(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, **_: Any) -> None:
-        """One tick every ``tick_seconds`` until kopf stops the daemon (deletion, a peering pause) or the operator
-        shuts down (kopf runs the cleanup, which closes the context, before it stops daemons).
+        """One tick per slot of the object's grid (:mod:`controller.operator.schedule`) until kopf stops the daemon
+        (deletion, a peering pause) or the operator shuts down (kopf runs the cleanup, which closes the context,
+        before it stops daemons).
 
-        The next tick starts ``tick_seconds`` after this one started, by the clock the engine reads (its ``now``):
-        with a tick period equal to the analysis interval, a look then falls due on every tick however late the
-        busy event loop woke the previous one, where a fixed grid would let a look wait a whole extra period half of
-        the time. A tick that overruns its period delays the next one, which then runs at once. A tick that fails
-        is logged and the next one runs on schedule (every action is idempotent).
+        The engine decides with the slot's time as ``now``. A tick that overruns its period is followed at once by
+        the tick for the latest slot passed. A tick that fails is logged and the next one runs on schedule (every
+        action is idempotent).
         """
         ctx: OperatorContext = memo["ctx"]
-        lock = ctx.tick_locks.setdefault(str(body["metadata"]["uid"]), asyncio.Lock())
+        uid = str(body["metadata"]["uid"])
+        lock = ctx.tick_locks.setdefault(uid, asyncio.Lock())
         loop = asyncio.get_running_loop()
+        phase = tick_phase(uid, tick_seconds)
+        slot = first_slot(time.time(), phase, tick_seconds)
         while not stopped and not ctx.closing:
+            # Sleep until the slot by the wall clock, and by the loop's clock too: a wall-clock step back cannot stall.
+            latest = loop.time() + max(0.0, slot - time.time())
+            while not stopped and (left := min(slot - time.time(), latest - loop.time())) > 0:
+                await stopped.wait(left)
+            if stopped:
+                break
             async with lock:
                 if ctx.closing:
                     break
-                now, latest = time.time(), loop.time() + tick_seconds  # latest: a wall-clock step back cannot stall
+                slot = max(slot, latest_slot(time.time(), phase, tick_seconds))
                 try:
-                    await one_tick(ctx, body, now)
+                    await one_tick(ctx, body, slot)
                 except Exception:
                     meta = body.get("metadata") or {}
                     log.exception("%s %s/%s: the tick failed", kind, meta.get("namespace"), meta.get("name"))
-            while not stopped and (left := min(now + tick_seconds - time.time(), latest - loop.time())) > 0:
-                await stopped.wait(left)
+            slot += tick_seconds
         if stopped.reason and stopped.reason & kopf.DaemonStoppingReason.FILTERS_MISMATCH:
             ctx.target_indexes[kind].drop(str(body["metadata"]["uid"]))  # no longer ours (its labels changed)
 

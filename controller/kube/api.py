@@ -96,7 +96,9 @@ class KubeApi(Protocol):
     ``replace`` sends the body's ``metadata.resourceVersion``: a stale one raises :class:`ApiConflict`.
     """
 
-    def get(self, resource: Resource, namespace: str, name: str) -> Object | None: ...
+    def get(self, resource: Resource, namespace: str, name: str) -> Object | None:
+        """The object, or None when it does not exist; a fresh object the caller may change or keep."""
+        ...
 
     def list(self, resource: Resource, namespace: str, label_selector: str | None = None) -> list[Object]: ...
 

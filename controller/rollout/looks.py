@@ -20,6 +20,7 @@ from controller.rollout.moves import (
     ab_mode,
     canary_has_traffic,
     confirm_promotion_pending,
+    elapsed,
     gathering_paused,
     has_hooks,
     is_first_look,
@@ -278,7 +279,7 @@ def promoting(tick: Tick) -> None:
         tick.enter(Phase.FINALISING, Reason.FINALISING, f"Routing all traffic to primary {tick.target}-primary")
         return
     started = status.step_start_time
-    if started is not None and tick.now - started < spec.analysis.interval_s:
+    if started is not None and not elapsed(tick.now, started, spec.analysis.interval_s):
         return
     canary = max(0, status.canary_weight - shift)
     tick.update(step_start_time=tick.now)

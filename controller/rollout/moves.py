@@ -70,10 +70,21 @@ def effective_deadline(spec: CanarySpec) -> float:
     return max(spec.progress_deadline_s, 2 * spec.analysis.interval_s)
 
 
+CLOCK_SLACK_S = 0.001
+"""How much earlier than a whole interval still counts as one. Times go through status as RFC3339 with microseconds
+and ticks run on float slots exactly one period apart (:mod:`controller.operator.schedule`), so "an interval later"
+can come out a rounding error short; a millisecond is far below anything an interval means."""
+
+
+def elapsed(now: float, since: float, seconds: float) -> bool:
+    """Whether ``seconds`` have passed from ``since`` to ``now`` (give or take :data:`CLOCK_SLACK_S`)."""
+    return now - since >= seconds - CLOCK_SLACK_S
+
+
 def look_due(spec: CanarySpec, status: CanaryStatus, now: float) -> bool:
     """One look per analysis interval: due when none ran yet or ``interval`` has passed since the last one."""
     last = status.last_analysis_time
-    return last is None or now - last >= spec.analysis.interval_s
+    return last is None or elapsed(now, last, spec.analysis.interval_s)
 
 
 def is_first_look(status: CanaryStatus) -> bool:

@@ -290,8 +290,11 @@ _BOOKKEEPING = (SESSION_COOKIE_ANNOTATION, PREVIOUS_SESSION_COOKIE_ANNOTATION)
 
 def _merge_spec(live: Mapping[str, Any], desired: Mapping[str, Any]) -> Object:
     """The live object with the desired spec *replacing* its own (a removed field goes away); labels and
-    annotations others set are kept, our bookkeeping annotations replaced."""
-    body = {k: copy.deepcopy(v) for k, v in live.items() if k not in ("status", "spec")}  # spec: replaced below
+    annotations others set are kept, our bookkeeping annotations replaced.
+
+    Nothing is copied deeply: the answer shares values with ``live`` and ``desired``, which are the caller's own
+    (every :class:`~controller.kube.api.KubeApi` read returns a fresh object) and are only compared and sent."""
+    body = {k: v for k, v in live.items() if k not in ("status", "spec")}  # spec: replaced below
     metadata = dict(body.get("metadata") or {})
     want = desired.get("metadata") or {}
     labels = {**(metadata.get("labels") or {}), **(want.get("labels") or {})}
@@ -303,7 +306,7 @@ def _merge_spec(live: Mapping[str, Any], desired: Mapping[str, Any]) -> Object:
     # Owner references are set only when Coalmine creates an object: adopting a user's object never makes it
     # garbage-collectable with the Canary.
     body["metadata"] = metadata
-    body["spec"] = copy.deepcopy(desired["spec"])
+    body["spec"] = desired["spec"]
     return body
 
 
