@@ -131,7 +131,8 @@ def register_kind(
         lock = ctx.tick_locks.setdefault(uid, asyncio.Lock())
         loop = asyncio.get_running_loop()
         phase = tick_phase(uid, tick_seconds)
-        slot = first_slot(time.time(), phase, tick_seconds)
+        slot = time.time()  # the first tick at once: a new object, or a restarted operator, resumes without waiting
+        starting = True
         while not stopped and not ctx.closing:
             # Sleep until the slot by the wall clock, and by the loop's clock too: a wall-clock step back cannot stall.
             latest = loop.time() + max(0.0, slot - time.time())
@@ -148,7 +149,9 @@ def register_kind(
                 except Exception:
                     meta = body.get("metadata") or {}
                     log.exception("%s %s/%s: the tick failed", kind, meta.get("namespace"), meta.get("name"))
-            slot += tick_seconds
+            # Then onto the object's grid, the first slot at least half a period on (no two ticks back to back).
+            slot = first_slot(slot + tick_seconds / 2, phase, tick_seconds) if starting else slot + tick_seconds
+            starting = False
         if stopped.reason and stopped.reason & kopf.DaemonStoppingReason.FILTERS_MISMATCH:
             ctx.target_indexes[kind].drop(str(body["metadata"]["uid"]))  # no longer ours (its labels changed)
 

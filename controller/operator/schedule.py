@@ -34,6 +34,6 @@ def latest_slot(now: float, phase: float, period: float) -> float:
 
 
 def first_slot(now: float, phase: float, period: float) -> float:
-    """The first slot at or after ``now``: where a newly started daemon ticks first (at most a period away)."""
+    """The first slot at or after ``now`` (a daemon's first tick runs at once; it joins its grid here)."""
     slot = latest_slot(now, phase, period)
     return slot if slot >= now else slot + period
