@@ -127,6 +127,7 @@ class WatchStream:
     def __init__(self, response: Any, what: str) -> None:
         self._response = response
         self._what = what
+        self._closed = False
         # Closing the response from another thread does not wake a reader blocked in recv(); shutting the socket
         # down does.
         self._socket = getattr(getattr(response, "connection", None), "sock", None)
@@ -140,12 +141,17 @@ class WatchStream:
                 for line in lines:
                     if line.strip():
                         yield json.loads(line)
-        except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
-            raise ApiUnavailable(self._what, 0, f"the watch broke: {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:
+            if self._closed:  # closed from another thread mid-read: urllib3 then fails in odd ways; the stream ended
+                return
+            if isinstance(exc, urllib3.exceptions.HTTPError | OSError | ValueError):
+                raise ApiUnavailable(self._what, 0, f"the watch broke: {type(exc).__name__}: {exc}") from exc
+            raise
         finally:
             self._response.close()  # never back into the pool: a watch's connection is not reused
 
     def close(self) -> None:
+        self._closed = True
         if self._socket is not None:
             with contextlib.suppress(OSError):
                 self._socket.shutdown(socket.SHUT_RDWR)
