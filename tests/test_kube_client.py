@@ -333,3 +333,14 @@ def test_a_watch_closed_from_another_thread_ends_quietly_and_any_other_break_is_
     assert list(events) == []
     with pytest.raises(AttributeError):  # not closed: a real failure, which the watch cache logs and restarts
         list(WatchStream(_ClosedUnderneath(), "a watch of Deployment objects"))
+
+
+def test_an_api_server_behind_a_path_prefix_gets_the_prefix_on_every_request() -> None:
+    body = json.dumps({"kind": "Deployment", "metadata": {"name": "app", "namespace": "ns"}}).encode()
+    with _scripted(lambda handler, _: _answer_json(handler, 200, body)) as server:
+        kube = KubeClient.from_configuration(Configuration(host=server.url + "/k8s/clusters/c-1/"), timeout_s=5)
+        try:
+            assert kube.get(DEPLOYMENTS, "ns", "app") is not None
+        finally:
+            kube.close()
+    assert [seen.path for seen in server.seen] == ["/k8s/clusters/c-1/apis/apps/v1/namespaces/ns/deployments/app"]
