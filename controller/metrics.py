@@ -76,6 +76,7 @@ class _Seen:
     started: float | None  # clock() when the current rollout began, if we saw it begin
     analysed: frozenset[str] = frozenset()  # metric labels set on coalmine_canary_metric_analysis
     judged: frozenset[str] = frozenset()  # metric labels set on the evidence gauges
+    observed: tuple[Any, ...] = ()  # the status fields the series were last set from (see observe_status)
 
 
 @dataclass(frozen=True)
@@ -214,8 +215,19 @@ class OperatorMetrics:
         phase = str(status.get("phase") or "Initializing")
         key = (kind, namespace, name)
         labels = {"name": name, "namespace": namespace, "kind": kind}
+        evidence = status.get("evidence")
+        observed = (
+            phase,
+            workload or name,
+            status.get("canaryWeight"),
+            status.get("failedChecks"),
+            status.get("noDataChecks"),
+            evidence.get("metrics") if isinstance(evidence, Mapping) else None,
+        )
         with self._lock:
             before = self._seen.get(key)
+            if before is not None and before.observed == observed:
+                return  # most ticks change none of it: every series already says this
             seen = self._transition(before, phase, workload or name, labels)
             self.canary_status.labels(**labels).set(status_code(phase))
             if before is not None and before.phase != phase:
@@ -231,7 +243,7 @@ class OperatorMetrics:
             self.failed_checks.labels(**labels).set(_float(status.get("failedChecks")) or 0.0)
             self.no_data_checks.labels(**labels).set(_float(status.get("noDataChecks")) or 0.0)
             seen = self._observe_evidence(seen, labels, _evidence_rows(status))
-            self._seen[key] = seen
+            self._seen[key] = replace(seen, observed=observed)
             if before is None:
                 self._count_namespace(namespace)
 

@@ -228,3 +228,24 @@ def test_two_operators_in_one_process_do_not_share_series() -> None:
 )
 def test_status_codes_follow_flagger(phase: str, code: int) -> None:
     assert status_code(phase) == code
+
+
+def test_an_unchanged_status_changes_nothing_and_the_next_change_is_shown(
+    metrics: OperatorMetrics, endpoint: MetricsEndpoint
+) -> None:
+    """Most ticks observe the same status again (the operator skips those); a change after them still shows, and
+    an object forgotten and seen again gets its series back."""
+    for _ in range(3):
+        metrics.observe_status("Canary", "podinfo", "test", status("Progressing", 30, evidence=EVIDENCE))
+    metrics.observe_status("Canary", "podinfo", "test", status("Progressing", 40, failedChecks=1, evidence=EVIDENCE))
+    samples = scrape(endpoint)
+    assert value(samples, "coalmine_canary_weight", workload="podinfo", namespace="test") == 40
+    assert value(samples, "coalmine_canary_weight", workload="podinfo-primary", namespace="test") == 60
+    assert value(samples, "coalmine_canary_failed_checks", **OBJ) == 1
+
+    metrics.forget("Canary", "podinfo", "test")
+    metrics.observe_status("Canary", "podinfo", "test", status("Progressing", 40, failedChecks=1, evidence=EVIDENCE))
+    samples = scrape(endpoint)
+    assert value(samples, "coalmine_canary_weight", workload="podinfo", namespace="test") == 40
+    assert value(samples, "coalmine_canary_status", **OBJ) == 0
+    assert value(samples, "coalmine_canary_total", namespace="test") == 1

@@ -88,7 +88,7 @@ class OperatorContext:
     """kind → which of its objects target which Deployment (see controller.operator.owners)."""
     tick_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     """uid → held while one of its ticks runs: the deletion handler must not run alongside the last tick."""
-    parsed_specs: dict[str, tuple[str, Any]] = field(default_factory=dict)  # see controller.operator.specs
+    parsed_specs: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # see controller.operator.specs
     outbox_flights: dict[str, dict[str, asyncio.Task[None] | None]] = field(default_factory=dict)
     """uid → outbox entry id → its delivery while running, None once done (see controller.operator.outbox)."""
     closing: bool = False

@@ -115,7 +115,9 @@ async def reconcile(
     observations = replace(read.gathered.observations, verdict=read.verdict, hooks=hooks)
     decision = strategy.step(typed, status, observations, now)
     sent = ((raw_status.get(NOTIFICATIONS_KEY) or {}).get("sentKeys")) or ()
-    origin = tick_origin(raw_status)  # the same for this tick repeated after a crash: no duplicate Event/message
+    # The same for this tick repeated after a crash: no duplicate Event/message. A digest of the whole status, so it
+    # is taken only when there are Events to name (most ticks have none).
+    origin = tick_origin(raw_status) if decision.events else ""
     notable, remembered = notifications_to_send(
         canary, decision.status, decision.events, sent, origin=origin, webhooks=spec.analysis.webhooks
     )

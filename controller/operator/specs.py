@@ -3,13 +3,14 @@
 Validating a Canary against its schema and rules costs a few milliseconds; at a tick every 2 s for hundreds of
 Canaries that was the operator's largest CPU cost (the scale benchmark, ``bench/scale.py``), although specs change
 rarely. The result — the typed spec or the :class:`InvalidSpecError` — is kept per object and reused while the
-spec is byte-for-byte the same. The key is the spec's canonical JSON, not ``metadata.generation``: it is exact
-whatever the API server does with generations, and serialising is far cheaper than validating.
+spec is equal to the one parsed (compared as data, kind and apiVersion included), not while
+``metadata.generation`` is: it is exact whatever the API server does with generations, and comparing is far
+cheaper than validating (and than serialising, which an earlier version did on every tick).
 """
 
 from __future__ import annotations
 
-import json
+import copy
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -23,7 +24,7 @@ T = TypeVar("T")
 def parse_cached(ctx: OperatorContext, strategy: Strategy[T], document: Mapping[str, Any]) -> T:
     """``strategy.parse(document)``, reused while the object's kind and spec are unchanged."""
     uid = _identity(strategy, document)
-    key = json.dumps([document.get("kind"), document.get("apiVersion"), document.get("spec")], sort_keys=True)
+    key = (document.get("kind"), document.get("apiVersion"), document.get("spec"))
     cached = ctx.parsed_specs.get(uid)
     if cached is not None and cached[0] == key:
         result = cached[1]
@@ -32,7 +33,7 @@ def parse_cached(ctx: OperatorContext, strategy: Strategy[T], document: Mapping[
             result = strategy.parse(document)
         except InvalidSpecError as error:
             result = error
-        ctx.parsed_specs[uid] = (key, result)
+        ctx.parsed_specs[uid] = (copy.deepcopy(key), result)  # our own copy: nothing can change it underneath
     if isinstance(result, InvalidSpecError):
         raise result
     return result  # type: ignore[no-any-return]
