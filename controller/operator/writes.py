@@ -69,7 +69,8 @@ def remember_write(ctx: OperatorContext, body: Mapping[str, Any], answer: Mappin
 
 
 def current_view(ctx: OperatorContext, body: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The object a tick must decide from: kopf's copy, or that copy with the status this process wrote last.
+    """The object a tick must decide from: kopf's copy, or that copy with the status this process wrote last (as a
+    plain dict, whose top level is this tick's own).
 
     kopf's copy is refreshed by the watch stream. When the operator or the API server is busy, the next tick can
     start before the previous tick's status write has come back, and deciding from the status *before* that write
@@ -78,19 +79,18 @@ def current_view(ctx: OperatorContext, body: Mapping[str, Any]) -> Mapping[str, 
     compared as numbers when both are (as every Kubernetes API server's are); otherwise kopf's copy is older only
     while it still has the version the write was decided from.
     """
-    meta = body.get("metadata") or {}
+    snapshot = dict(body)  # a plain dict: every later lookup is a dict's, not one through kopf's view of the body
+    meta = snapshot.get("metadata") or {}
     uid = str(meta.get("uid", ""))
     written = ctx.written_status.get(uid)
     if written is None:
-        return body
+        return snapshot
     if not _older(str(meta.get("resourceVersion", "")), written):
         del ctx.written_status[uid]  # kopf has caught up: its copy is at least as new as the write
-        return body
-    return {
-        **body,
-        "metadata": {**meta, "resourceVersion": written.version},
-        "status": json.loads(written.status_json),
-    }
+        return snapshot
+    snapshot["metadata"] = {**meta, "resourceVersion": written.version}
+    snapshot["status"] = json.loads(written.status_json)
+    return snapshot
 
 
 def forget_writes(ctx: OperatorContext, uid: str) -> None:

@@ -9,6 +9,7 @@ including nulls, so a JSON merge patch of the result also clears fields that wen
 from __future__ import annotations
 
 import calendar
+import functools
 import re
 import time
 from collections.abc import Mapping
@@ -29,8 +30,12 @@ def format_time(epoch: float) -> str:
     return f"{stamp}Z" if micros == 0 else f"{stamp}.{micros:06d}Z"
 
 
+@functools.lru_cache(maxsize=16384)
 def parse_time(text: str) -> float:
-    """Parse what :func:`format_time` writes (and any RFC3339 UTC time Kubernetes writes)."""
+    """Parse what :func:`format_time` writes (and any RFC3339 UTC time Kubernetes writes).
+
+    Remembered: every tick parses its Canary's status times again, and most of them have not changed since the
+    previous tick."""
     body = text.strip()
     if body.endswith(("Z", "z")):
         body = body[:-1]
