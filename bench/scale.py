@@ -56,7 +56,7 @@ METRICS = ("request-success-rate", "requests", "errors")  # one threshold metric
 def serve(count: int) -> None:
     """Serve the emulator and the scripted Prometheus; seed ``count`` Deployments and Canaries; obey stdin."""
     from emulator import CoalmineEmulator, serving
-    from operator_harness import CANARIES, DEPLOYMENTS, Script, ScriptedPrometheus, canary, deployment
+    from operator_harness import CANARIES, DEPLOYMENTS, canary, deployment
 
     async def main() -> None:
         emulator = CoalmineEmulator(request_log_limit=50)
@@ -73,12 +73,22 @@ def serve(count: int) -> None:
             body = canary(name, analysis=analysis)
             body["spec"]["progressDeadlineSeconds"] = 600
             emulator.create_object(CANARIES, body, NS)
+        # Seeded and validated; from here on the stand-in API server skips schema validation: its CPU must not
+        # limit the operator measured (a real API server validates on cores of its own).
+        emulator.store.validate = False
         loop = asyncio.get_running_loop()
         done = asyncio.Event()
-        with ScriptedPrometheus(Script()) as prometheus:
-            prometheus.record = False  # counts only: a list of every query would grow for the whole run
+        # The scripted Prometheus answers from a process of its own: its threads would otherwise share the
+        # emulator's GIL, and the emulator would become what limits the benchmark.
+        prometheus = subprocess.Popen(
+            [sys.executable, __file__, "--serve-prometheus"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert prometheus.stdout is not None
+            prometheus_url = prometheus.stdout.readline().strip()
             async with serving(emulator) as url:
-                print(json.dumps({"api": url, "prometheus": prometheus.url}), flush=True)
+                urls = {"api": url, "prometheus": prometheus_url, "prometheus_pid": prometheus.pid}
+                print(json.dumps(urls), flush=True)
 
                 def commands() -> None:
                     for line in sys.stdin:
@@ -88,6 +98,10 @@ def serve(count: int) -> None:
 
                 threading.Thread(target=commands, daemon=True).start()
                 await done.wait()
+        finally:
+            if prometheus.stdin is not None:
+                prometheus.stdin.close()
+            prometheus.wait(timeout=30)
 
     def rollout(emulator: Any, how_many: int) -> None:
         for index in range(how_many):
@@ -97,6 +111,16 @@ def serve(count: int) -> None:
             emulator.patch_object(DEPLOYMENTS, NS, name, {"spec": {"template": {"spec": {"containers": patched}}}})
 
     asyncio.run(main())
+
+
+def serve_prometheus() -> None:
+    """Serve the scripted Prometheus (every target healthy) until stdin closes; print its URL first."""
+    from operator_harness import Script, ScriptedPrometheus
+
+    with ScriptedPrometheus(Script()) as prometheus:
+        prometheus.record = False  # counts only: a list of every query would grow for the whole run
+        print(prometheus.url, flush=True)
+        sys.stdin.read()
 
 
 # -- measuring the operator --------------------------------------------------------------------------------------
@@ -207,6 +231,7 @@ class Result:
     queries_per_metric_look: float
     max_extra_queries: int
     api_cpu_cores: float
+    prometheus_cpu_cores: float
     phases: dict[str, int]
 
 
@@ -216,7 +241,15 @@ async def measure(count: int, tick_s: float, interval_s: float, duration_s: floa
 
     from controller.kube.client import KubeClient
     from controller.operator.context import OperatorConfig
-    from controller.operator.runtime import build_context, build_registry, configure_settings
+    from controller.operator.runtime import (
+        build_context,
+        build_registry,
+        configure_settings,
+        limit_malloc_arenas,
+        tune_garbage_collector,
+    )
+
+    limit_malloc_arenas()  # as `coalmine run` does, before any thread starts
 
     server = subprocess.Popen(
         [sys.executable, __file__, "--serve", str(count)],
@@ -242,6 +275,7 @@ async def measure(count: int, tick_s: float, interval_s: float, duration_s: floa
         recorder = Recorder(tick_s=tick_s, interval_s=interval_s)
         instrument(recorder)
         reader = KubeClient.from_configuration(kubernetes.client.Configuration(host=urls["api"]))
+        tune_garbage_collector()  # as `coalmine run` does
 
         def phases() -> dict[str, int]:
             from controller.kube.api import CANARIES
@@ -272,12 +306,14 @@ async def measure(count: int, tick_s: float, interval_s: float, duration_s: floa
             await asyncio.sleep(2 * tick_s)  # let the new revisions be picked up
             recorder.measuring = True
             cpu0, wall0, api_cpu0 = time.process_time(), time.monotonic(), process_cpu(server.pid)
+            prometheus_cpu0 = process_cpu(urls["prometheus_pid"])
             rss_samples = []
             while time.monotonic() - wall0 < duration_s:
                 await asyncio.sleep(1.0)
                 rss_samples.append(rss_mb())
             cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
             api_cpu = process_cpu(server.pid) - api_cpu0
+            prometheus_cpu = process_cpu(urls["prometheus_pid"]) - prometheus_cpu0
             recorder.measuring = False
             with urllib_open(urls["prometheus"] + "/-/stats") as response:  # queries first, then the looks
                 queries: dict[str, int] = json.loads(response.read())
@@ -316,6 +352,7 @@ async def measure(count: int, tick_s: float, interval_s: float, duration_s: floa
         queries_per_metric_look=sent / max(1, len(METRICS) * sum(looks.values())),
         max_extra_queries=repeats,
         api_cpu_cores=api_cpu / wall,
+        prometheus_cpu_cores=prometheus_cpu / wall,
         phases=final,
     )
 
@@ -335,7 +372,7 @@ def table(results: list[Result], tick_s: float, interval_s: float, duration_s: f
         "progresses (one threshold metric and the error-rate comparison: 3 Prometheus queries per look).",
         "",
         "| Canaries | init (s) | tick lag p50 / p99 (s) | look lag p50 / p99 (s) | RSS: idle / running / peak (MB) "
-        "| operator CPU (cores) | API CPU (cores) | ticks/s (wanted) | tick time p50 / p99 (s) "
+        "| operator CPU (cores) | API / Prometheus CPU (cores) | ticks/s (wanted) | tick time p50 / p99 (s) "
         "| looks | queries per metric per look (max extra) |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -343,7 +380,8 @@ def table(results: list[Result], tick_s: float, interval_s: float, duration_s: f
         lines.append(
             f"| {r.canaries:,} | {r.init_s:.0f} | {r.tick_p50:.2f} / {r.tick_p99:.2f} | {r.look_p50:.2f} / "
             f"{r.look_p99:.2f} | {r.baseline_rss_mb:.0f} / {r.rss_mb:.0f} / {r.peak_rss_mb:.0f} | "
-            f"{r.cpu_cores:.2f} | {r.api_cpu_cores:.2f} | {r.ticks_per_s:.0f} ({r.canaries / tick_s:.0f}) | "
+            f"{r.cpu_cores:.2f} | {r.api_cpu_cores:.2f} / {r.prometheus_cpu_cores:.2f} | "
+            f"{r.ticks_per_s:.0f} ({r.canaries / tick_s:.0f}) | "
             f"{r.duration_p50:.2f} / {r.duration_p99:.2f} | {r.looks:,} | "
             f"{r.queries_per_metric_look:.2f} ({r.max_extra_queries}) |"
         )
@@ -360,7 +398,11 @@ def main() -> None:
     parser.add_argument("--section", default="tick-2s", help="which results block of the doc to replace")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # measure one size in this process
+    parser.add_argument("--serve-prometheus", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_prometheus:
+        serve_prometheus()
+        return
     if args.serve is not None:
         serve(args.serve)
         return

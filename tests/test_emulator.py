@@ -388,6 +388,19 @@ def test_custom_resources_are_pruned_defaulted_and_validated(widget_emulator: Th
         assert exc.value.status == 422
 
 
+def test_schema_validation_can_be_turned_off_for_the_benchmark_pruning_and_defaults_still_apply(
+    widget_emulator: ThreadedEmulator,
+) -> None:
+    widget_emulator.emulator.store.validate = False
+    with api_client_for(widget_emulator.url) as client:
+        custom = kubernetes.client.CustomObjectsApi(client)
+        body = {"apiVersion": "test.coalmine.dev/v1", "kind": "Widget", "metadata": {"name": "w"}}
+        made = custom.create_namespaced_custom_object(
+            "test.coalmine.dev", "v1", NS, "widgets", {**body, "spec": {"size": 0, "bogus": 1}}
+        )
+    assert made["spec"] == {"size": 0, "color": "red"}  # size 0 is below the minimum: accepted, yet pruned/defaulted
+
+
 def test_deployments_merge_containers_by_name_and_scale(k8s_client: kubernetes.client.ApiClient) -> None:
     apps = kubernetes.client.AppsV1Api(k8s_client)
     created = apps.create_namespaced_deployment(NS, _deployment())

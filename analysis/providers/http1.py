@@ -26,15 +26,19 @@ from __future__ import annotations
 import http.client
 import re
 import socket
+import ssl
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from analysis.providers.cooperative import cooperating, wait_for_tls, wait_readable, wait_writable
+
 __all__ = ["Answer", "Channel", "Headers", "MalformedAnswer", "encode_request"]
 
 MAX_LINE = 65536
 MAX_HEADERS = 100
+_READ_SIZE = 65536
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _NO_BODY = frozenset({204, 304})
 _UNSAFE_TARGET = re.compile(r"[\x00-\x20\x7f]")
@@ -96,21 +100,78 @@ def encode_request(method: str, target: str, headers: Mapping[str, str], body: b
 
 
 class Channel:
-    """A connected socket and its read buffer: one request at a time, each answer read completely."""
+    """A connected socket and its read buffer: one request at a time, each answer read completely.
 
-    __slots__ = ("_reader", "sock")
+    Call :meth:`prepare` before each exchange: in a plain thread the socket blocks (``timeout`` bounds each read);
+    inside :func:`~analysis.providers.cooperative.run_cooperatively` it is non-blocking and every wait for the
+    server is a wait on the event loop, bounded the same way.
+    """
+
+    __slots__ = ("_buffer", "_cooperative", "_start", "_timeout", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self._reader = sock.makefile("rb")
+        self._buffer = bytearray()
+        self._start = 0  # where the unread bytes of the buffer begin
+        self._cooperative = False
+        self._timeout: float | None = sock.gettimeout()
 
     def close(self) -> None:
-        self._reader.close()
+        self._buffer.clear()
+        self._start = 0
+
+    def prepare(self, timeout: float | None) -> None:
+        """Bound each wait of the next exchange by ``timeout`` seconds (None: no bound), in the caller's mode."""
+        self._cooperative = cooperating()
+        self._timeout = timeout
+        self.sock.settimeout(0.0 if self._cooperative else timeout)
 
     def exchange(self, method: str, target: str, headers: Mapping[str, str], body: bytes | None = None) -> Answer:
         """Send the request and read its whole answer (raises as the module doc says)."""
-        self.sock.sendall(encode_request(method, target, headers, body))
+        self.send(encode_request(method, target, headers, body))
         return self.read_answer(method)
+
+    def send(self, data: bytes) -> None:
+        """Send all of ``data``."""
+        if not self._cooperative:
+            self.sock.sendall(data)
+            return
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[self.sock.send(view) :]
+            except (BlockingIOError, InterruptedError):
+                wait_writable(self.sock, self._timeout)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError) as error:
+                wait_for_tls(error, self.sock, self._timeout)
+
+    def _fill(self) -> bool:
+        """Read what the server sent next into the buffer; False when it has closed the connection."""
+        if self._start:
+            del self._buffer[: self._start]
+            self._start = 0
+        while True:
+            try:
+                chunk = self.sock.recv(_READ_SIZE)
+            except (BlockingIOError, InterruptedError):
+                if not self._cooperative:
+                    raise
+                wait_readable(self.sock, self._timeout)
+                continue
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError) as error:
+                if not self._cooperative:
+                    raise
+                wait_for_tls(error, self.sock, self._timeout)
+                continue
+            if not chunk:
+                return False
+            self._buffer += chunk
+            return True
+
+    def _take(self, end: int) -> bytes:
+        data = bytes(self._buffer[self._start : end])
+        self._start = end
+        return data
 
     def read_answer(self, method: str) -> Answer:
         while True:
@@ -126,17 +187,31 @@ class Channel:
         elif "content-length" in headers:
             data, delimited = self._exactly(_content_length(headers["content-length"])), True
         else:
-            data, delimited = self._reader.read(), False
+            data, delimited = self._until_closed(), False
+        if self._start == len(self._buffer):  # all read: do not keep the answer's bytes while idle
+            self._buffer.clear()
+            self._start = 0
         encoding = headers.get("content-encoding", "").strip().lower()
         if encoding and encoding != "identity" and data:
             data = _decoded(data, encoding)
         return Answer(status, reason, headers, data, persistent and delimited)
 
     def _line(self) -> bytes:
-        line = self._reader.readline(MAX_LINE + 1)
-        if len(line) > MAX_LINE:
-            raise MalformedAnswer("a line of the answer is longer than 64 KiB")
-        return line
+        """The next line with its line break (without one at the end of the stream; empty after it)."""
+        searched = self._start
+        while True:
+            found = self._buffer.find(b"\n", searched)
+            if found >= 0:
+                if found + 1 - self._start > MAX_LINE:
+                    break
+                return self._take(found + 1)
+            if len(self._buffer) - self._start > MAX_LINE:
+                break
+            searched = len(self._buffer) - self._start  # relative: _fill moves the unread bytes to the front
+            if not self._fill():
+                return self._take(len(self._buffer))
+            searched += self._start
+        raise MalformedAnswer("a line of the answer is longer than 64 KiB")
 
     def _status_line(self) -> tuple[bytes, int, str]:
         line = self._line()
@@ -170,10 +245,15 @@ class Channel:
         raise MalformedAnswer(f"more than {MAX_HEADERS} headers")
 
     def _exactly(self, size: int) -> bytes:
-        data = self._reader.read(size)
-        if len(data) < size:
-            raise MalformedAnswer(f"the answer ended after {len(data)} of {size} bytes")
-        return data
+        while len(self._buffer) - self._start < size:
+            if not self._fill():
+                raise MalformedAnswer(f"the answer ended after {len(self._buffer) - self._start} of {size} bytes")
+        return self._take(self._start + size)
+
+    def _until_closed(self) -> bytes:
+        while self._fill():
+            pass
+        return self._take(len(self._buffer))
 
     def _chunked(self) -> bytes:
         parts = []

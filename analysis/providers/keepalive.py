@@ -14,6 +14,10 @@ between that check and our request, the request is sent once more on a new conne
 retry, as browsers and Go's ``net/http`` do: the server never answered, and the server had closed the connection
 before our request reached it. (Coalmine's writes are safe to repeat in any case: Events have deterministic names
 and replacements carry a ``resourceVersion``.)
+
+Inside :func:`~analysis.providers.cooperative.run_cooperatively` (the operator's ticks) the exchange waits on the
+event loop instead of blocking a thread; connecting, which urllib3 does blocking, goes to a worker thread, and
+retry pauses are loop sleeps. The idle connections are shared by threads and ticks alike.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.util import Timeout, parse_url
 from urllib3.util.retry import Retry
 
+from analysis.providers.cooperative import cooperating, offload, sleep
 from analysis.providers.http1 import Answer, Channel, encode_request
 
 __all__ = ["OriginPool"]
@@ -56,6 +61,15 @@ class _Link:
             self.channel.close()
             self.channel = None
         self.conn.close()
+
+
+def _pause(retries: Retry, response: BaseHTTPResponse | None = None) -> None:
+    """``retries.sleep(response)`` (``Retry-After`` or the backoff), letting the event loop run when cooperating."""
+    if not cooperating():
+        retries.sleep(response)
+        return
+    delay = retries.get_retry_after(response) if response is not None and retries.respect_retry_after_header else None
+    sleep(delay if delay else retries.get_backoff_time())  # as Retry.sleep: a zero Retry-After means the backoff
 
 
 def _close_all(links: list[_Link]) -> None:
@@ -142,7 +156,7 @@ class OriginPool:
                 response = self._exchange(method, target, headers, body, timeout)
             except u3.HTTPError as error:
                 retries = retries.increment(method, target, error=error, _pool=self._label)
-                retries.sleep()
+                _pause(retries)
                 continue
             if not retries.is_retry(method, response.status, bool(response.headers.get("Retry-After"))):
                 return response
@@ -153,7 +167,7 @@ class OriginPool:
                 if retries.raise_on_status:
                     raise
                 return response
-            retries.sleep(as_urllib3)
+            _pause(retries, as_urllib3)
 
     def _exchange(
         self, method: str, target: str, headers: Mapping[str, str], body: bytes | None, timeout: Timeout
@@ -194,13 +208,12 @@ class OriginPool:
         try:
             if link.channel is None:
                 conn.timeout = Timeout.resolve_default_timeout(timeout.connect_timeout)
-                conn.connect()
+                offload(conn.connect)  # DNS, TCP and TLS through urllib3: in a worker thread when cooperating
                 link.channel = Channel(cast(Any, conn.sock))
-            read_timeout = Timeout.resolve_default_timeout(timeout.read_timeout)
-            link.channel.sock.settimeout(read_timeout)
+            link.channel.prepare(Timeout.resolve_default_timeout(timeout.read_timeout))
             # The server may close after answering early; its answer is still readable (as urllib3 reads it).
             with contextlib.suppress(BrokenPipeError):
-                link.channel.sock.sendall(encode_request(method, target, headers, body))
+                link.channel.send(encode_request(method, target, headers, body))
             return link.channel.read_answer(method)
         except u3.HTTPError:
             raise

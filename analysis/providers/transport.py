@@ -57,7 +57,8 @@ from urllib3.util import Timeout
 from urllib3.util.retry import Retry
 from urllib3.util.ssl_ import create_urllib3_context
 
-from analysis.providers import ProviderConfigError
+from analysis.providers import ProviderConfigError, jsonwire
+from analysis.providers.cooperative import offload
 from analysis.providers.http1 import Answer
 from analysis.providers.keepalive import OriginPool
 
@@ -179,9 +180,21 @@ def _text(value: str | bytes) -> str:
     return value.decode("latin-1") if isinstance(value, bytes) else value
 
 
+class _Response(requests.Response):
+    """A ``requests.Response`` whose ``json()`` parses with :mod:`analysis.providers.jsonwire`."""
+
+    def json(self, **kwargs: Any) -> Any:
+        if kwargs or not self.content:
+            return super().json(**kwargs)
+        try:
+            return jsonwire.loads(self.content)
+        except ValueError as exc:
+            raise requests.exceptions.JSONDecodeError(str(exc), self.text, 0) from exc
+
+
 def _response(raw: urllib3.BaseHTTPResponse | Answer, url: str) -> requests.Response:
     """urllib3's fully read answer as the ``requests.Response`` ``PrometheusConnect`` reads."""
-    response = requests.Response()
+    response = _Response()
     response.status_code = raw.status
     response.reason = raw.reason or ""
     response.headers = CaseInsensitiveDict(raw.headers)
@@ -347,8 +360,15 @@ class PooledSession(requests.Session):
         try:
             if self._direct is not None and url.startswith(self._origin + "/") and not _UNSENDABLE.search(url):
                 return self._direct.urlopen(method, url[len(self._origin) :], headers, timeout, self._retry)
-            return self._manager.urlopen(
-                method, url, headers=headers, timeout=timeout, retries=self._retry, redirect=False
+            # urllib3 end to end (a proxy, another server): blocking, so in a worker thread when cooperating.
+            return offload(
+                self._manager.urlopen,
+                method,
+                url,
+                headers=headers,
+                timeout=timeout,
+                retries=self._retry,
+                redirect=False,
             )
         except (u3.HTTPError, OSError) as exc:
             raise _as_requests_error(exc) from exc

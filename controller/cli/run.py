@@ -13,7 +13,14 @@ import typer
 
 from controller.notify.config import ProviderConfig, ProviderConfigError
 from controller.operator.context import OperatorConfig, parse_selector
-from controller.operator.runtime import build_context, build_registry, configure_settings, kubernetes_configuration
+from controller.operator.runtime import (
+    build_context,
+    build_registry,
+    configure_settings,
+    kubernetes_configuration,
+    limit_malloc_arenas,
+    tune_garbage_collector,
+)
 
 
 class LogFormat(StrEnum):
@@ -85,7 +92,9 @@ def run_command(
         selector=labels,
         instance=os.environ.get("POD_ID", os.environ.get("HOSTNAME", "coalmine")),
     )
+    limit_malloc_arenas()
     ctx = build_context(config, kubernetes_configuration())
+    tune_garbage_collector()
     endpoint = ctx.metrics.serve(metrics_port) if metrics_port else None
     settings = kopf.OperatorSettings()
     configure_settings(settings, peering=peering, priority=priority)

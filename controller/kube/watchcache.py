@@ -27,13 +27,13 @@ text costs less memory than nested dicts.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from analysis.providers import jsonwire
 from controller.kube.api import Object, Resource
 from controller.kube.errors import ApiError, ApiNotFound, KubeError
 
@@ -77,16 +77,16 @@ def _newer(candidate: int | None, kept: int | None) -> bool:
 @dataclass
 class _Entry:
     version: int | None
-    text: str | None  # None: the object does not exist
+    text: bytes | None  # the object as JSON (compact, and not tracked by the garbage collector); None: absent
 
     def value(self) -> Object | None:
-        return None if self.text is None else dict(json.loads(self.text))
+        return None if self.text is None else dict(jsonwire.loads(self.text))
 
 
 def _entry(obj: Mapping[str, Any] | None, version: int | None = None) -> _Entry:
     if obj is None:
         return _Entry(version, None)
-    return _Entry(_version(obj), json.dumps(obj, separators=(",", ":")))
+    return _Entry(_version(obj), jsonwire.dumps(obj))
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Carry out the engine's actions against the cluster, in order (effectful; runs in a worker thread).
+"""Carry out the engine's actions against the cluster, in order (effectful; blocking-style, run by ``ctx.blocking``).
 
 Each action is idempotent (create-or-update, scale to a count, set weights), so replaying a tick after a crash
 converges. ``act`` returns True when the engine released the Canary for deletion.

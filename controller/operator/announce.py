@@ -76,7 +76,7 @@ def entry_event_name(canary: Mapping[str, Any], entry: str) -> str:
 def record_events(
     ctx: OperatorContext, canary: Mapping[str, Any], events: Sequence[Event], *, origin: str | None = None
 ) -> None:
-    """Record Events on the Canary (from a worker thread); a failure is logged, never fatal.
+    """Record Events on the Canary (blocking-style: from ``ctx.blocking``); a failure is logged, never fatal.
 
     With ``origin`` (:func:`tick_origin`) each Event gets a deterministic name and "already exists" means it was
     recorded by an earlier run of the same tick; without it the API generates the names.
@@ -88,7 +88,7 @@ def record_events(
 
 
 def record_event(ctx: OperatorContext, canary: Mapping[str, Any], event: Event, name: str | None = None) -> bool:
-    """Record one Event (from a worker thread), named ``name`` if given. True if it is recorded now or was
+    """Record one Event (blocking-style), named ``name`` if given. True if it is recorded now or was
     already (409: an earlier run recorded it); False if the API refused it (logged, never fatal)."""
     try:
         body = build_event(
@@ -214,7 +214,7 @@ async def deliver(
         sends.append(run_hooks(event_hooks, payload, client=ctx.http, secret=ctx.config.hook_secret))
     if key is not None:
         severity = severity_for(event.reason, event.type)
-        notifiers = await asyncio.to_thread(_notifiers, ctx, namespace, spec, severity)
+        notifiers = await ctx.blocking(_notifiers, ctx, namespace, spec, severity)
         if notifiers:
             message = Notification(
                 name=name,

@@ -9,13 +9,14 @@ import asyncio
 import contextlib
 import threading
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import httpx
 
 from analysis.providers import MetricProvider, ProviderConfig, create_provider
+from analysis.providers.cooperative import run_cooperatively
 from controller.kube.api import KubeApi
 from controller.metrics import OperatorMetrics
 from controller.notify.config import ProviderConfig as AlertConfig
@@ -25,6 +26,9 @@ from controller.operator.owners import TargetIndex
 if TYPE_CHECKING:
     from controller.operator.writes import WrittenStatus
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
 class OperatorConfig:
@@ -33,9 +37,9 @@ class OperatorConfig:
     ``tick_seconds`` is how often every Canary is looked at (its analysis interval decides when a look is due);
     ``metrics_server`` is the default Prometheus address, overridden by a Canary's ``spec.metricsServer`` and by a
     MetricTemplate's provider address; ``hook_secret`` signs webhook requests (HMAC-SHA256) when set.
-    ``worker_threads`` bounds the blocking calls (Kubernetes and Prometheus clients) in flight across all Canaries:
-    asyncio's default pool has only ``cpus + 4`` threads, which caps a few hundred Canaries' ticks at API latency,
-    and with 32 the ticks of 1,000 Canaries still waited about a second for a thread (``bench/scale.py``).
+    ``concurrency`` bounds how many ticks' requests (the Kubernetes and Prometheus clients) are in flight at
+    once across all Canaries (see :meth:`OperatorContext.blocking`), and so how many connections are kept to each
+    server: unbounded, thousands of Canaries due together would open a connection each.
     """
 
     tick_seconds: float = 2.0
@@ -46,7 +50,7 @@ class OperatorConfig:
     namespaces: tuple[str, ...] = ()
     kubernetes_timeout_s: float = 30.0
     instance: str = "coalmine"
-    worker_threads: int = 64
+    concurrency: int = 64
     selector: tuple[tuple[str, str | None], ...] = ()
     """Only Canaries/BlueGreens with these labels (value None: the label is present, any value), for sharding."""
 
@@ -95,6 +99,15 @@ class OperatorContext:
     """Set when the operator shuts down: no tick starts any more (kopf stops the daemons only after cleanup)."""
     _providers: dict[tuple[str, str, bool], MetricProvider] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _in_flight: asyncio.Semaphore | None = None
+
+    async def blocking(self, function: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a tick's blocking-style work (client calls) on the event loop's thread, its waits on the loop
+        (:func:`~analysis.providers.cooperative.run_cooperatively`); at most ``config.concurrency`` at once."""
+        if self._in_flight is None:
+            self._in_flight = asyncio.Semaphore(self.config.concurrency)
+        async with self._in_flight:
+            return await run_cooperatively(function, *args, **kwargs)
 
     def provider(
         self, address: str, credentials: Mapping[str, str] | None = None, insecure: bool = False
@@ -111,7 +124,7 @@ class OperatorContext:
                         credentials=creds,
                         insecure_skip_verify=insecure,
                         timeout_s=self.config.query_timeout_s,
-                        max_connections=self.config.worker_threads,
+                        max_connections=self.config.concurrency,
                     )
                 )
                 self._providers[key] = found

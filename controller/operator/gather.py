@@ -1,4 +1,4 @@
-"""Read what the engine needs from the cluster for one tick (effectful; runs in a worker thread).
+"""Read what the engine needs from the cluster for one tick (effectful; blocking-style, see ``ctx.blocking``).
 
 Everything read here ends up in :class:`~controller.rollout.observations.Observations`; nothing is decided.
 """
@@ -18,6 +18,26 @@ from controller.rollout.observations import Observations, RouteWeights, TargetOb
 from controller.rollout.request_codec import REQUEST_ANNOTATION, decode_request
 from controller.rollout.spec import CanarySpec
 from controller.routers import Router
+
+_HASHES_KEPT = 16384
+_template_hashes: dict[tuple[str, str], str] = {}
+
+
+def _template_hash(deployment: Mapping[str, Any]) -> str:
+    """:func:`pod_template_hash` of a Deployment as the API server returned it, remembered by its uid and
+    ``resourceVersion`` (which name one content): every tick of every Canary hashes its target, which rarely
+    changes, and the canonical JSON and digest were a twentieth of a busy operator's CPU."""
+    meta = deployment.get("metadata") or {}
+    uid, version = meta.get("uid"), meta.get("resourceVersion")
+    if not uid or not version:
+        return pod_template_hash(deployment)
+    key = (str(uid), str(version))
+    found = _template_hashes.get(key)
+    if found is None:
+        if len(_template_hashes) >= _HASHES_KEPT:
+            _template_hashes.clear()  # a crude bound: one tick per Canary fills it again
+        found = _template_hashes[key] = pod_template_hash(deployment)
+    return found
 
 
 @dataclass(frozen=True)
@@ -39,7 +59,7 @@ def gather(api: KubeApi, router: Router, canary: Mapping[str, Any], spec: Canary
     else:
         target_obs = TargetObservation(
             exists=True,
-            pod_template_hash=pod_template_hash(target),
+            pod_template_hash=_template_hash(target),
             tracked_configs=read_tracked_configs(api, namespace, target),
             generation=int((target.get("metadata") or {}).get("generation") or 0),
         )

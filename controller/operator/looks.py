@@ -1,6 +1,6 @@
 """Run one look for one Canary: render its metric queries, read Prometheus, and return the judge's input.
 
-Effectful (reads MetricTemplates, Secrets and Prometheus); called from a worker thread. Metrics are grouped by the
+Effectful (reads MetricTemplates, Secrets and Prometheus); run by ``ctx.blocking``. Metrics are grouped by the
 provider that serves them so each look sends at most one query per metric (plus the per-arm count queries), and a
 broken template or unreachable provider becomes an error on *that* metric, never an exception that hides the rest.
 """

@@ -139,10 +139,10 @@ async def announce_entries(
     target: Mapping[str, Any] | None,
     entries: Sequence[OutboxEntry],
 ) -> tuple[asyncio.Task[None], ...]:
-    """Record ``entries``' Events now (in their order, from a worker thread), then start their deliveries."""
+    """Record ``entries``' Events now (in their order, through ``ctx.blocking``), then start their deliveries."""
     if not entries:
         return ()
-    await asyncio.to_thread(record_entries, ctx, canary, entries)
+    await ctx.blocking(record_entries, ctx, canary, entries)
     return tuple(spawn(_deliver(ctx, canary, spec, status, target, entry)) for entry in entries)
 
 
@@ -168,7 +168,7 @@ def forget(ctx: OperatorContext, uid: str) -> None:
 
 
 def record_entries(ctx: OperatorContext, canary: Mapping[str, Any], entries: Sequence[OutboxEntry]) -> None:
-    """Record the entries' Events, in order (blocking: call it from a worker thread)."""
+    """Record the entries' Events, in order (blocking-style: run it with ``ctx.blocking``)."""
     for entry in entries:
         name = entry_event_name(canary, entry.id)
         for _ in range(EVENT_ATTEMPTS):

@@ -75,7 +75,7 @@ class TargetIndex(Mapping[TargetKey, list[Entry]]):
 
 def seed(api: KubeApi, resource: Resource, namespaces: Sequence[str], selector: str | None, index: TargetIndex) -> int:
     """Note every ``resource`` object in ``namespaces`` (empty: all) carrying ``selector``; how many there were.
-    Blocking: call it from a worker thread."""
+    Blocking-style: run it with ``ctx.blocking``."""
     found = 0
     for namespace in namespaces or ("",):
         for item in api.list(resource, namespace, selector):

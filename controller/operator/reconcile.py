@@ -2,7 +2,8 @@
 
 The decisions are :func:`controller.rollout.machine.plan`/:func:`~controller.rollout.machine.step` and
 :func:`analysis.judge.judge`; this module only moves data between them and the cluster. Blocking clients (the
-official ``kubernetes`` client, prometheus-api-client) run in worker threads so the event loop never blocks.
+official ``kubernetes`` client, prometheus-api-client) are blocking-style code run by ``ctx.blocking``: on the
+event loop's thread, their sockets waiting on the loop (:mod:`analysis.providers.cooperative`).
 
 If an action fails, the new status is **not** written: the cluster may be half-way, and the next tick recomputes
 the same decision from the same status and retries it (every action is idempotent). The look's window then simply
@@ -59,12 +60,12 @@ class TickResult:
 
 
 StatusWriter = Callable[[Mapping[str, Any]], None]
-"""Writes a tick's status patch (blocking; called from the worker thread that acted)."""
+"""Writes a tick's status patch (blocking-style; called by the same ``ctx.blocking`` call that acted)."""
 
 
 @dataclass(frozen=True)
 class _Read:
-    """What a tick reads in its one worker-thread call before deciding."""
+    """What a tick reads in its one blocking-style call before deciding."""
 
     gathered: Gathered
     verdict: Verdict | None
@@ -82,7 +83,7 @@ async def reconcile(
     """Run one tick (see module doc) of a Canary, or of another kind given its ``strategy`` (a BlueGreen).
     ``conflict`` names another rollout already managing the same target.
 
-    The blocking work runs in two worker-thread calls: one reads (the cluster, the outbox's Events, the look's
+    The blocking work runs in two ``ctx.blocking`` calls: one reads (the cluster, the outbox's Events, the look's
     queries), one acts. With ``write``, the status is written by that second call right after the actions succeed
     (``written`` in the result) when no announcement is still being delivered; otherwise the caller writes it.
     """
@@ -105,7 +106,7 @@ async def reconcile(
     pending = entries_to_flush(ctx, canary, raw_status)
     window = probes.window if probes.metrics else None
     try:
-        read = await asyncio.to_thread(_read, ctx, router, canary, spec, policy, status, window, pending.fresh)
+        read = await ctx.blocking(_read, ctx, router, canary, spec, policy, status, window, pending.fresh)
     except KubeError as error:
         log.warning("%s/%s: cannot read the cluster: %s", meta.get("namespace"), meta.get("name"), error)
         return TickResult(None)
@@ -143,11 +144,11 @@ async def reconcile(
         return released, patch
 
     try:
-        released, written = await asyncio.to_thread(act_then_write)
+        released, written = await ctx.blocking(act_then_write)
     except KubeError as error:
         log.warning("%s/%s: acting failed, will retry: %s", meta.get("namespace"), meta.get("name"), error)
         failure = Event(EventType.WARNING, Reason.RECONCILE_FAILED, f"Could not apply the decision, retrying: {error}")
-        await asyncio.to_thread(record_events, ctx, canary, (failure,))
+        await ctx.blocking(record_events, ctx, canary, (failure,))
         return TickResult(flush.outbox_patch(await flush.settle(ctx)))  # the decision is not written, the flush is
     if written is not None:
         return TickResult(written, written=True)
@@ -172,7 +173,8 @@ def _read(
     fresh: Sequence[OutboxEntry],
 ) -> _Read:
     """Gather the observations, record the outbox's Events, then run the look's queries and the judge (when a look
-    is due). The judge runs here, off the event loop: its first classic comparison imports scipy.stats."""
+    is due). The judge is pure CPU; the first classic Mann-Whitney comparison in the process imports scipy.stats,
+    which holds the event loop once for about a second."""
     gathered = gather(ctx.api, router, canary, spec)
     if fresh:
         record_entries(ctx, canary, fresh)
@@ -215,7 +217,7 @@ async def _refuse(
         return TickResult(None, released=True)
     if not is_reported(raw_status, message):
         event = Event(EventType.WARNING, Reason.INVALID_SPEC, message)
-        await asyncio.to_thread(record_events, ctx, canary, (event,))
+        await ctx.blocking(record_events, ctx, canary, (event,))
     return TickResult(invalid_status_patch(raw_status, message, generation, now))
 
 

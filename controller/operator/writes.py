@@ -6,11 +6,11 @@ Pure helpers (``status_patch``) and the small per-process bookkeeping of writes 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from analysis.providers import jsonwire
 from controller.operator.context import OperatorContext
 
 _SAME = object()
@@ -55,7 +55,7 @@ class WrittenStatus:
 
     decided_from: str
     version: str
-    status_json: str
+    status_json: bytes
 
 
 def remember_write(ctx: OperatorContext, body: Mapping[str, Any], answer: Mapping[str, Any]) -> None:
@@ -64,7 +64,7 @@ def remember_write(ctx: OperatorContext, body: Mapping[str, Any], answer: Mappin
     ctx.written_status[str(meta.get("uid", ""))] = WrittenStatus(
         decided_from=str(meta.get("resourceVersion", "")),
         version=str(written.get("resourceVersion", "")),
-        status_json=json.dumps(answer.get("status") or {}, separators=(",", ":")),
+        status_json=jsonwire.dumps(answer.get("status") or {}),
     )
 
 
@@ -89,7 +89,7 @@ def current_view(ctx: OperatorContext, body: Mapping[str, Any]) -> Mapping[str, 
         del ctx.written_status[uid]  # kopf has caught up: its copy is at least as new as the write
         return snapshot
     snapshot["metadata"] = {**meta, "resourceVersion": written.version}
-    snapshot["status"] = json.loads(written.status_json)
+    snapshot["status"] = jsonwire.loads(written.status_json)
     return snapshot
 
 
