@@ -1,21 +1,24 @@
 """Benchmark: N Canaries progressing at once in ONE operator process — tick lag, look lag, RSS, CPU, query count.
 
-The emulated Kubernetes API and a scripted Prometheus run in a separate process (``--serve``), so their CPU is not
-counted against the operator's. The operator is the real one (``configure_settings``, ``build_registry``, kopf,
+The emulated Kubernetes API (``--serve``) and a scripted Prometheus (``--serve-prometheus``) run in processes of
+their own, so their CPU is not counted against the operator's; the emulator skips schema validation once the
+Canaries are seeded, and it counts the phases and looks at the end, so the operator's process holds only the
+operator. The operator is the real one (``configure_settings``, ``build_registry``, kopf,
 the official client, prometheus-api-client) with the production tick (2 s) and 10 s analysis intervals. All N
 Canaries are initialised, then every target gets a new image at once and the benchmark measures while they
 progress:
 
 - **tick lag**: how late each tick's *decision* is against its slot (the time the operator scheduled the tick for,
-  which the engine is given as its ``now``; see ``controller/operator/schedule.py``), so waiting for the event loop,
-  for a worker thread and for every request of the tick all count; a slot skipped because its tick ran a whole period
+  which the engine is given as its ``now``; see ``controller/operator/schedule.py``), so waiting for the event loop
+  and for every request of the tick all count; a slot skipped because its tick ran a whole period
   late counts from that slot. p50/p99 over every tick of every Canary;
-- **tick time**: how long each tick took from its start to the decision (queueing for threads and the event loop
-  included), p50/p99;
+- **tick time**: how long each tick took from its start to the decision (queueing for the event loop and for the
+  requests included), p50/p99;
 - **look lag**: how late each look runs after it became due (the interval after the previous look); the tick period
   bounds it from below (a look waits for the next tick), so the interesting part is what the operator adds;
-- RSS (before any Canary, while progressing, and peak) and CPU of the operator process (process time / wall time,
-  in cores); every size runs in a fresh process, so one size's memory does not carry into the next;
+- RSS (before any Canary, while progressing, and its peak up to the end of the measurement) and CPU of the operator
+  process (process time / wall time, in cores); every size runs in a fresh process, so one size's memory does not
+  carry into the next;
 - Prometheus queries per metric per look, counted at the responder: must be ≤ 1.
 
     .venv/bin/python bench/scale.py                       # 100 and 500 Canaries, writes docs/benchmarks-scale.md
@@ -92,8 +95,12 @@ def serve(count: int) -> None:
 
                 def commands() -> None:
                     for line in sys.stdin:
-                        if line.strip() == "rollout":
+                        command = line.strip()
+                        if command == "rollout":
                             loop.call_soon_threadsafe(rollout, emulator, count)
+                        elif command == "report":  # read here, so the operator's process holds only the operator
+                            answer = asyncio.run_coroutine_threadsafe(report(emulator, count), loop).result()
+                            print(json.dumps(answer), flush=True)
                     loop.call_soon_threadsafe(done.set)
 
                 threading.Thread(target=commands, daemon=True).start()
@@ -102,6 +109,19 @@ def serve(count: int) -> None:
             if prometheus.stdin is not None:
                 prometheus.stdin.close()
             prometheus.wait(timeout=30)
+
+    async def report(emulator: Any, how_many: int) -> dict[str, dict[str, int]]:
+        """Each Canary's phase counted, and the looks its judge took (one per look that read metrics)."""
+        phases: dict[str, int] = {}
+        looks: dict[str, int] = {}
+        for index in range(how_many):
+            name = f"app-{index:04d}"
+            status = (emulator.read_object(CANARIES, NS, name) or {}).get("status") or {}
+            phase = str(status.get("phase", "-"))
+            phases[phase] = phases.get(phase, 0) + 1
+            judge = status.get("judge") or {}
+            looks[name] = int(((judge.get("error-rate") or {}).get("test") or {}).get("looks", 0))
+        return {"phases": phases, "looks": looks}
 
     def rollout(emulator: Any, how_many: int) -> None:
         for index in range(how_many):
@@ -181,17 +201,6 @@ def instrument(recorder: Recorder) -> None:
     handler_module.reconcile = timed  # type: ignore[assignment]
 
 
-def judged_looks(reader: Any) -> dict[str, int]:
-    """Looks the judge took per Canary, from its state in ``status.judge`` (one per look that read metrics)."""
-    from controller.kube.api import CANARIES
-
-    found: dict[str, int] = {}
-    for item in reader.list(CANARIES, NS):
-        judge = (item.get("status") or {}).get("judge") or {}
-        found[item["metadata"]["name"]] = int(((judge.get("error-rate") or {}).get("test") or {}).get("looks", 0))
-    return found
-
-
 def process_cpu(pid: int) -> float:
     """CPU seconds (user + system) used so far by process ``pid``."""
     with open(f"/proc/{pid}/stat") as stat:
@@ -239,7 +248,6 @@ async def measure(count: int, tick_s: float, interval_s: float, duration_s: floa
     import kubernetes.client
     from emulator import running_operator
 
-    from controller.kube.client import KubeClient
     from controller.operator.context import OperatorConfig
     from controller.operator.runtime import (
         build_context,
@@ -274,17 +282,19 @@ async def measure(count: int, tick_s: float, interval_s: float, duration_s: floa
         settings.posting.enabled = False
         recorder = Recorder(tick_s=tick_s, interval_s=interval_s)
         instrument(recorder)
-        reader = KubeClient.from_configuration(kubernetes.client.Configuration(host=urls["api"]))
         tune_garbage_collector()  # as `coalmine run` does
 
-        def phases() -> dict[str, int]:
-            from controller.kube.api import CANARIES
+        asking = threading.Lock()
 
-            counted: dict[str, int] = {}
-            for item in reader.list(CANARIES, NS):
-                phase = str((item.get("status") or {}).get("phase", "-"))
-                counted[phase] = counted.get(phase, 0) + 1
-            return counted
+        def report() -> dict[str, dict[str, int]]:
+            """Phases and looks, read by the emulator's process (a list of every Canary here would inflate the
+            operator's memory)."""
+            assert server.stdin is not None and server.stdout is not None
+            with asking:
+                server.stdin.write("report\n")
+                server.stdin.flush()
+                answer: dict[str, dict[str, int]] = json.loads(server.stdout.readline())
+            return answer
 
         baseline = rss_mb()  # interpreter, kopf, kubernetes, numpy/scipy: before any Canary is seen
         started = time.monotonic()
@@ -296,7 +306,7 @@ async def measure(count: int, tick_s: float, interval_s: float, duration_s: floa
             startup_timeout=120,
             shutdown_timeout=30,
         ):
-            while (await asyncio.to_thread(phases)).get("Initialized", 0) < count:
+            while (await asyncio.to_thread(report))["phases"].get("Initialized", 0) < count:
                 if time.monotonic() - started > 600:
                     raise RuntimeError(f"initialisation of {count} canaries took more than 10 minutes")
                 await asyncio.sleep(max(1.0, count / 200))  # listing every Canary is not free either
@@ -317,8 +327,9 @@ async def measure(count: int, tick_s: float, interval_s: float, duration_s: floa
             recorder.measuring = False
             with urllib_open(urls["prometheus"] + "/-/stats") as response:  # queries first, then the looks
                 queries: dict[str, int] = json.loads(response.read())
-            looks = await asyncio.to_thread(judged_looks, reader)
-            final = await asyncio.to_thread(phases)
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            final_report = await asyncio.to_thread(report)
+            looks, final = final_report["looks"], final_report["phases"]
     finally:
         if server.stdin is not None:
             with contextlib.suppress(BrokenPipeError):
@@ -343,7 +354,7 @@ async def measure(count: int, tick_s: float, interval_s: float, duration_s: floa
         look_p99=percentile(recorder.look_lags, 0.99),
         baseline_rss_mb=baseline,
         rss_mb=statistics.fmean(rss_samples[-5:]),
-        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        peak_rss_mb=peak,
         cpu_cores=cpu / wall,
         ticks_per_s=recorder.ticks / wall,
         duration_p50=percentile(recorder.durations, 0.5),
