@@ -185,3 +185,50 @@ def test_shipped_examples_and_crds_validate(runner: CliRunner) -> None:
     for name in ("podinfo-canary.yaml: Canary/podinfo", "metric-template.yaml: MetricTemplate", "alert-provider.yaml"):
         assert any(name in line and line.endswith(": OK") for line in result.output.splitlines()), name
     assert "warning" not in result.output
+
+
+def test_scrape_interval_warns_about_intervals_it_cannot_serve(runner: CliRunner, tmp_path: Path) -> None:
+    """30 s looks on 30 s scrapes are fine; 15 s looks and Flagger's 30 s rate() window are not."""
+    short = VALID_CANARY.replace("interval: 1m", "interval: 15s").replace(
+        "{name: request-success-rate, thresholdRange", "{name: request-success-rate, interval: 30s, thresholdRange"
+    )
+    path = _write(tmp_path, "canary.yaml", short)
+    result = runner.invoke(app, ["validate", "--scrape-interval", "30s", "--output", "json", str(path)])
+    assert result.exit_code == 0, result.output
+    warnings = {w["path"]: w["message"] for w in json.loads(result.output)[0]["warnings"]}
+    assert "shorter than the scrape interval 30s" in warnings["spec.analysis.interval"]
+    assert "two scrape intervals" in warnings["spec.analysis.metrics[0].interval"]
+    strict = runner.invoke(app, ["validate", "--scrape-interval", "30s", "--strict", str(path)])
+    assert strict.exit_code == 1
+    fine = runner.invoke(app, ["validate", "--scrape-interval", "15s", "--output", "json", str(path)])
+    assert json.loads(fine.output)[0]["warnings"] == []
+    bad = runner.invoke(app, ["validate", "--scrape-interval", "soon", str(path)])
+    assert bad.exit_code == 2 and "--scrape-interval" in bad.output
+
+
+ARGO_ROLLOUT = """\
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata:
+  name: podinfo
+spec:
+  strategy: {canary: {steps: [{setWeight: 20}]}}
+"""
+
+
+def test_an_argo_rollout_or_unknown_kind_is_reported_as_skipped_and_why(runner: CliRunner, tmp_path: Path) -> None:
+    """A migrating Argo user must not read "0 invalid" as "your Rollout was checked"."""
+    other = "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\n"
+    path = _write(tmp_path, "rollout.yaml", f"{ARGO_ROLLOUT}---\n{other}---\n{DEPLOYMENT}")
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 0, result.output
+    assert f"{path}: Rollout/podinfo: skipped: argoproj.io/v1alpha1 Rollout is an Argo Rollouts kind" in result.output
+    assert "add a Canary that targets it" in result.output
+    assert f"{path}: Widget/w: skipped: example.com/v1 Widget is not a Coalmine kind" in result.output
+    assert "Deployment/" not in result.output  # Kubernetes' own kinds are skipped silently
+    assert result.output.splitlines()[-1] == "0 document(s) checked, 0 invalid, 3 other document(s) skipped"
+    as_json = json.loads(runner.invoke(app, ["validate", "-o", "json", str(path)]).output)
+    assert [(entry["kind"], entry["skipped"].split(":")[0]) for entry in as_json] == [
+        ("Rollout", "skipped"),
+        ("Widget", "skipped"),
+    ]

@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from analysis.providers.counting import Series
+
 __all__ = [
     "AmbiguousResult",
     "MetricProvider",
@@ -105,6 +107,11 @@ class MetricProvider(Protocol):
 
     def run_vector(self, query: str, by: str, *, at: float | None = None) -> Mapping[str, float]:
         """One value per value of label ``by`` (e.g. per ``destination_workload``); NaN series are left out."""
+        ...
+
+    def run_series(self, query: str, *, at: float | None = None) -> list[Series]:
+        """Every series the query returns with all its labels and values: one value per series for an instant
+        vector, its raw samples (oldest first) for a range vector. Used by the looks' counter differences."""
         ...
 
     def is_online(self) -> bool:

@@ -1,8 +1,10 @@
 """One look's observations from a metric provider: the bridge from PromQL answers to :class:`analysis.samples.Look`.
 
-A look is a window ``(start, end]`` ending at an analysis tick. Every query is evaluated at ``end`` (the comparison
-counts over exactly ``end − start``), so a past window replayed by ``coalmine judge`` is read the same way as the
-live one the operator reads, and consecutive looks never count a request twice.
+A look is a window ``(start, end]`` ending at an analysis tick. Threshold and compared metrics are evaluated at
+``end``. The comparison counts difference each series' cumulative counter between the look's two boundaries
+(:mod:`analysis.providers.counting`: resets, new and vanished pods handled, read ``SETTLE_S`` in the past), so
+consecutive looks share a boundary and never count a request twice or lose one, whatever the scrape interval; a
+past window replayed by ``coalmine judge`` is read the same way as the live one the operator reads.
 
 Failures are recorded, not raised: a threshold metric's error goes to its ``ThresholdValue.error``, a compared
 metric's to ``ArmValues.error``, the comparison counts' to ``Look.counts_error``. One bad MetricTemplate therefore
@@ -11,20 +13,23 @@ never hides the others, and the judge decides what an error means (Flagger: a fa
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from analysis.providers import MetricProvider, ProviderError, QueryResult
+from analysis.providers.counting import BASELINE_LOOKBACK_S, Series, boundaries, counts_by
 from analysis.providers.queries import (
     ISTIO_DURATION_BUCKETS_MS,
     PRIMARY_SUFFIX,
     WORKLOAD_LABEL,
     BuiltinMetric,
+    baseline_query,
     builtin_query,
-    errors_query,
-    requests_query,
+    is_infinite_le,
+    requests_selector,
     slow_bucket,
-    slow_query,
+    slow_buckets_selector,
+    window_query,
 )
 from analysis.samples import ArmCounts, ArmValues, Look, ThresholdValue
 
@@ -104,29 +109,53 @@ def _compared(provider: MetricProvider, request: LookRequest, queries: tuple[str
 
 
 def _arm(values: Mapping[str, float], workload: str) -> float:
-    """An arm's count; absent means no such series in the window, i.e. zero. Extrapolation noise is clamped."""
+    """An arm's count; absent means no such series in the window, i.e. zero."""
     return max(0.0, values.get(workload, 0.0))
+
+
+def _read(provider: MetricProvider, selector: str, request: LookRequest) -> tuple[list[Series], list[Series]]:
+    """A signal's baseline series (at the look's start) and window samples (up to its end), see ``counting``."""
+    start, end = boundaries(request.start, request.end)
+    baseline = provider.run_series(baseline_query(selector, BASELINE_LOOKBACK_S), at=start)
+    window = provider.run_series(window_query(selector, request.window_s), at=end)
+    return baseline, window
+
+
+def _workload(labels: Mapping[str, str]) -> str | None:
+    return labels.get(WORKLOAD_LABEL)
+
+
+def _server_error(labels: Mapping[str, str]) -> str | None:
+    """Flagger's ``response_code=~"5.*"`` (a fully anchored regex: the code starts with 5)."""
+    return labels.get(WORKLOAD_LABEL) if labels.get("response_code", "").startswith("5") else None
 
 
 def _counts(provider: MetricProvider, request: LookRequest) -> tuple[ArmCounts, ArmCounts]:
     """Per-arm counts, all or nothing: a partial set (say, requests without slow counts) raises."""
-    window = request.window_s
     ns, target = request.namespace, request.target
     arms = (target, request.primary_workload)
-    requests = provider.run_vector(requests_query(ns, target, window), WORKLOAD_LABEL, at=request.end)
-    errors = provider.run_vector(errors_query(ns, target, window), WORKLOAD_LABEL, at=request.end)
+    selector = requests_selector(ns, target)
+    baseline, window = _read(provider, selector, request)
+    requests = counts_by(baseline, window, _workload)
+    errors = counts_by(baseline, window, _server_error)
     slow: Mapping[str, float] = {}
     if request.slow_threshold_ms is not None:
         boundary = slow_bucket(request.slow_threshold_ms, request.buckets_ms)
-        query = slow_query(ns, target, window, request.slow_threshold_ms, request.buckets_ms)
-        slow = provider.run_vector(query, WORKLOAD_LABEL, at=request.end)
+        selector = slow_buckets_selector(ns, target, request.slow_threshold_ms, request.buckets_ms)
+        baseline, window = _read(provider, selector, request)
+
+        def bucket(infinite: bool) -> Callable[[Mapping[str, str]], str | None]:
+            return lambda labels: _workload(labels) if is_infinite_le(labels.get("le", "")) == infinite else None
+
+        total, fast = counts_by(baseline, window, bucket(True)), counts_by(baseline, window, bucket(False))
         for workload in arms:
-            if _arm(requests, workload) > 0 and workload not in slow:
+            if _arm(requests, workload) > 0 and workload not in fast:
                 raise ProviderError(
                     f"no istio_request_duration_milliseconds_bucket with le={boundary:g} for workload "
                     f"{workload!r} although it served requests (custom histogram buckets?)",
-                    query,
+                    selector,
                 )
+        slow = {workload: total.get(workload, 0.0) - fast.get(workload, 0.0) for workload in fast}
     canary = ArmCounts(requests=_arm(requests, target), errors=_arm(errors, target), slow=_arm(slow, target))
     primary_name = request.primary_workload
     primary = ArmCounts(
@@ -136,8 +165,9 @@ def _counts(provider: MetricProvider, request: LookRequest) -> tuple[ArmCounts, 
 
 
 def collect_look(provider: MetricProvider, request: LookRequest) -> Look:
-    """Read one look: at most one query per threshold metric, one per arm per compared metric, and one per
-    comparison signal (requests, 5xx, slow) for both arms together. Never raises for a provider failure."""
+    """Read one look: at most one query per threshold metric, one per arm per compared metric, and two (baseline
+    and window) per counter the comparison reads — requests and 5xx together, slow buckets — for both arms
+    together. Never raises for a provider failure."""
     thresholds = {name: _threshold(provider, request, query) for name, query in request.thresholds.items()}
     compared = {name: _compared(provider, request, queries) for name, queries in request.compared.items()}
     canary, primary, counts_error = ArmCounts(), ArmCounts(), None

@@ -50,6 +50,7 @@ from analysis.providers import (
     QueryRejected,
     QueryResult,
 )
+from analysis.providers.counting import Series
 from analysis.providers.queries import prom_duration
 from analysis.providers.transport import DEFAULT_MAX_CONNECTIONS, PooledSession
 
@@ -145,6 +146,23 @@ def _samples(result: Any, query: str) -> list[tuple[Labels, float]]:
     return samples
 
 
+def _series(result: Any, query: str) -> list[Series]:
+    """Series from ``custom_query``'s ``result``, instant (``value``) or range (``values``); NaN samples dropped."""
+    if not isinstance(result, list) or (len(result) == 2 and not isinstance(result[0], dict)):
+        raise ProviderResponseError("malformed Prometheus answer: expected a vector or a matrix of series", query)
+    found: list[Series] = []
+    for series in result:
+        if not isinstance(series, dict):
+            raise ProviderResponseError("malformed Prometheus answer: a series is not an object", query)
+        points = series.get("values") if "values" in series else [series.get("value")]
+        if not isinstance(points, list) or not all(isinstance(p, list) and len(p) == 2 for p in points):
+            raise ProviderResponseError("malformed Prometheus answer: a series has no 'value' or 'values'", query)
+        values = [number for number in (_number(point[1], query) for point in points) if not math.isnan(number)]
+        labels = {str(k): str(v) for k, v in (series.get("metric") or {}).items() if k != "__name__"}
+        found.append(Series(labels, values))
+    return found
+
+
 def _describe(labels: Labels) -> str:
     return "{" + ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
 
@@ -211,6 +229,9 @@ class PrometheusProvider:
         self.close()
 
     def _instant(self, query: str, at: float | None) -> list[tuple[Labels, float]]:
+        return _samples(self._result(query, at), query)
+
+    def _result(self, query: str, at: float | None) -> Any:
         params = {"timeout": prom_duration(self.timeout_s)}
         if at is not None:
             params["time"] = f"{at:.3f}"
@@ -228,7 +249,11 @@ class PrometheusProvider:
             raise ProviderUnavailable(f"prometheus at {self.address} is unreachable: {exc}", query) from exc
         except (KeyError, TypeError) as exc:
             raise ProviderResponseError(f"prometheus at {self.address} answered without data.result", query) from exc
-        return _samples(result, query)
+        return result
+
+    def run_series(self, query: str, *, at: float | None = None) -> list[Series]:
+        """Each series with its labels (``__name__`` dropped) and values; a range vector gives its raw samples."""
+        return _series(self._result(query, at), query)
 
     def run_query(self, query: str, *, at: float | None = None) -> QueryResult:
         """One value at ``at``. Empty vector or NaN: no data. Several series: :class:`AmbiguousResult`."""

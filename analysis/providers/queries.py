@@ -289,3 +289,42 @@ def slow_query(
         f"sum by ({WORKLOAD_LABEL}) (increase({metric}{total}[{window}])) - "
         f"sum by ({WORKLOAD_LABEL}) (increase({metric}{fast}[{window}]))"
     )
+
+
+# The looks' counters. A look differences the cumulative counters per series (analysis.providers.counting) instead
+# of asking for ``increase`` over its window; these are the two queries per signal it reads: each series' last
+# sample at the look's start (the baseline) and its raw samples in the window. ``requests_query`` and friends above
+# remain the dashboard form of the same counts.
+
+REQUESTS_METRIC = "istio_requests_total"
+BUCKETS_METRIC = "istio_request_duration_milliseconds_bucket"
+
+
+def requests_selector(namespace: str, target: str) -> str:
+    """Every ``istio_requests_total`` series of both arms (all codes: 5xx are told apart from the labels)."""
+    return REQUESTS_METRIC + _selector(namespace, arm_regex(target))
+
+
+def slow_buckets_selector(
+    namespace: str, target: str, threshold_ms: float, boundaries: tuple[float, ...] = ISTIO_DURATION_BUCKETS_MS
+) -> str:
+    """The ``le="+Inf"`` and ``le=T`` buckets of both arms, ``T`` = :func:`slow_bucket` of the threshold."""
+    boundary = slow_bucket(threshold_ms, boundaries)
+    spellings = ["+Inf", *_le_spellings(boundary)]
+    le = "|".join(_regex_escape(spelling) for spelling in spellings)
+    return BUCKETS_METRIC + _selector(namespace, arm_regex(target), f"le=~{_string(le)}")
+
+
+def baseline_query(selector: str, lookback_s: float) -> str:
+    """Each series' last sample within ``lookback_s`` before the evaluation time (stale series excluded)."""
+    return f"last_over_time({selector}[{prom_duration(lookback_s)}])"
+
+
+def window_query(selector: str, window_s: float) -> str:
+    """Each series' raw samples over the window ending at the evaluation time (a range vector)."""
+    return f"{selector}[{prom_duration(window_s)}]"
+
+
+def is_infinite_le(value: str) -> bool:
+    """Whether an ``le`` label is the ``+Inf`` bucket, however it is spelled."""
+    return value.strip().lower() in ("+inf", "inf")

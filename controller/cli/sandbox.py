@@ -27,6 +27,16 @@ def sandbox_command(
         bool | None, typer.Option("--live/--no-live", help="The plugin's live view (default: when on a terminal).")
     ] = None,
     keep: Annotated[bool, typer.Option(help="Keep the work directory with every process's log.")] = False,
+    scrape_interval: Annotated[
+        str | None,
+        typer.Option(help="Prometheus' scrape interval, 1s-60s (default 1s; real clusters often use 15s or 30s)."),
+    ] = None,
+    hold: Annotated[
+        bool, typer.Option(help="No scripted releases: keep the sandbox up for your own kubectl until Ctrl-C.")
+    ] = False,
+    kubeconfig: Annotated[
+        Path | None, typer.Option(help="With --hold: write the sandbox's kubeconfig here (never over a real one).")
+    ] = None,
 ) -> None:
     """Watch a real rollout on 127.0.0.1: emulated API and data plane; real operator, judge, traffic, Prometheus."""
     checkout = Path(__file__).resolve().parents[2]  # an editable install runs from the checkout itself
@@ -44,4 +54,10 @@ def sandbox_command(
         args.append("--live" if live else "--no-live")
     if keep:
         args.append("--keep")
+    if scrape_interval is not None:
+        args += ["--scrape-interval", scrape_interval]
+    if hold:
+        args.append("--hold")
+    if kubeconfig is not None:
+        args += ["--kubeconfig", str(kubeconfig)]
     raise typer.Exit(int(entry.main(args)))

@@ -18,6 +18,9 @@ from typing import Annotated, Any
 import typer
 import yaml
 
+from controller.cli.scrape_interval import scrape_interval_warnings
+from controller.cli.skipped import skip_reason
+from controller.rollout.durations import DurationError, parse_duration
 from controller.rollout.validation import Problem, is_checked_document, validate_document
 
 SUFFIXES = (".yaml", ".yml", ".json")
@@ -46,6 +49,7 @@ class DocumentResult:
 class Tally:
     results: list[DocumentResult] = field(default_factory=list)
     skipped: int = 0
+    noted: list[dict[str, str | None]] = field(default_factory=list)  # skipped documents worth a line (why)
 
 
 def _as_dicts(problems: tuple[Problem, ...]) -> list[dict[str, str]]:
@@ -101,7 +105,7 @@ def _flatten(document: Any) -> Iterator[Any]:
         yield document
 
 
-def _check_file(label: str, tally: Tally) -> None:
+def _check_file(label: str, tally: Tally, scrape_s: float | None = None) -> None:
     try:
         text = sys.stdin.read() if label == STDIN else Path(label).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
@@ -113,6 +117,10 @@ def _check_file(label: str, tally: Tally) -> None:
             for item in _flatten(document):
                 if not is_checked_document(item):
                     tally.skipped += 1
+                    if (reason := skip_reason(item)) is not None:
+                        name = (item.get("metadata") or {}).get("name") if isinstance(item, Mapping) else None
+                        kind = item.get("kind") if isinstance(item, Mapping) else None
+                        tally.noted.append({"file": shown, "kind": kind, "name": name, "skipped": reason})
                     continue
                 report = validate_document(item)
                 tally.results.append(
@@ -123,7 +131,8 @@ def _check_file(label: str, tally: Tally) -> None:
                         report.valid,
                         report.flagger,
                         _as_dicts(report.problems),
-                        _as_dicts(report.warnings),
+                        _as_dicts(report.warnings)
+                        + (scrape_interval_warnings(item, scrape_s) if scrape_s is not None else []),
                     )
                 )
     except ValueError as error:
@@ -153,18 +162,35 @@ def validate_command(
         OutputFormat.TEXT
     ),
     strict: Annotated[bool, typer.Option("--strict", help="Treat warnings (deprecations…) as errors.")] = False,
+    scrape_interval: Annotated[
+        str | None,
+        typer.Option(
+            "--scrape-interval",
+            help="Your Prometheus' scrape interval (e.g. 30s): warn about analysis intervals shorter than it.",
+        ),
+    ] = None,
 ) -> None:
     """Validate Canary, MetricTemplate and AlertProvider manifests (Coalmine's and Flagger's)."""
+    scrape_s: float | None = None
+    if scrape_interval is not None:
+        try:
+            scrape_s = parse_duration(scrape_interval)
+        except DurationError as error:
+            raise typer.BadParameter(str(error), param_hint="'--scrape-interval'") from error
+        if scrape_s <= 0:
+            raise typer.BadParameter("must be positive", param_hint="'--scrape-interval'")
     tally = Tally()
     for label in _files(paths):
-        _check_file(label, tally)
+        _check_file(label, tally, scrape_s)
     failed = [result for result in tally.results if not result.valid or (strict and result.warnings)]
     if output is OutputFormat.JSON:
-        typer.echo(json.dumps([asdict(result) for result in tally.results], indent=2))
+        typer.echo(json.dumps([asdict(result) for result in tally.results] + tally.noted, indent=2))
     else:
         for result in tally.results:
             for line in _text_lines(result):
                 typer.echo(line)
+        for note in tally.noted:
+            typer.echo(f"{note['file']}: {note['kind']}/{note['name']}: {note['skipped']}")
         typer.echo(
             f"{len(tally.results)} document(s) checked, {len(failed)} invalid, "
             f"{tally.skipped} other document(s) skipped"

@@ -65,6 +65,8 @@ def _tighten(node: Any) -> None:
         return
     if node.get("x-kubernetes-int-or-string"):
         node["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+    if node.get("nullable") and isinstance(node.get("type"), str):
+        node["type"] = [node["type"], "null"]  # OpenAPI's nullable: JSON Schema Draft 4 spells it as a type
     if (
         node.get("type") == "object"
         and "properties" in node
@@ -78,12 +80,18 @@ def _tighten(node: Any) -> None:
     _tighten(node.get("additionalProperties"))
 
 
+def tightened_validator(schema: Mapping[str, Any]) -> Draft4Validator:
+    """A Draft 4 validator (OpenAPI v3's boolean ``exclusiveMinimum``) for ``schema`` with unknown fields rejected
+    wherever the schema lists its properties (the API server would prune them silently)."""
+    copied = copy.deepcopy(dict(schema))
+    _tighten(copied)
+    return Draft4Validator(copied)
+
+
 @cache
 def strict_validator(kind: str) -> Draft4Validator:
-    """A Draft 4 validator (OpenAPI v3's boolean ``exclusiveMinimum``) for ``kind`` with unknown fields rejected."""
-    schema = copy.deepcopy(dict(crd_schema(kind)))
-    _tighten(schema)
-    return Draft4Validator(schema)
+    """:func:`tightened_validator` for the CRD of ``kind``."""
+    return tightened_validator(crd_schema(kind))
 
 
 def _path(parts: Iterator[str | int] | Any) -> str:
@@ -96,6 +104,11 @@ def _path(parts: Iterator[str | int] | Any) -> str:
 def _shown(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def got(value: Any) -> str:
+    """``got …``: the offending value, shortened, for a message."""
+    return _got(value)
 
 
 def _got(value: Any) -> str:
@@ -135,8 +148,8 @@ def _unknown_fields(schema: Mapping[str, Any], instance: Any, path: str, out: Fi
         out.problem(join(path, key), f"unknown field; {hint}allowed here: {', '.join(allowed)}")
 
 
-def _report(error: ValidationError, out: Findings) -> None:
-    path = _path(error.absolute_path)
+def _report(error: ValidationError, out: Findings, prefix: str = "") -> None:
+    path = _path([*([prefix] if prefix else []), *error.absolute_path])
     schema: Mapping[str, Any] = error.schema if isinstance(error.schema, Mapping) else {}
     kind: Any = error.validator
     value: Any = error.validator_value
@@ -181,8 +194,13 @@ def _sort_key(parts: Any) -> list[tuple[int, str]]:
     return [(0, f"{part:09d}") if isinstance(part, int) else (1, str(part)) for part in parts]
 
 
+def report_errors(validator: Draft4Validator, instance: Any, prefix: str, out: Findings) -> None:
+    """Report every violation of ``instance``, its paths under ``prefix`` (a field path), ordered by field path."""
+    errors = sorted(validator.iter_errors(instance), key=lambda error: _sort_key(error.absolute_path))
+    for error in errors:
+        _report(error, out, prefix)
+
+
 def check_schema(kind: str, document: Mapping[str, Any], out: Findings) -> None:
     """Report every schema violation of ``document`` (a ``kind`` resource), ordered by field path."""
-    errors = sorted(strict_validator(kind).iter_errors(document), key=lambda error: _sort_key(error.absolute_path))
-    for error in errors:
-        _report(error, out)
+    report_errors(strict_validator(kind), document, "", out)

@@ -14,6 +14,7 @@ from typing import Any
 
 from controller.rollout.bluegreen_rules import check_bluegreen
 from controller.rollout.canary_rules import check_canary
+from controller.rollout.istio_rules import check_istio_fields
 from controller.rollout.problems import Findings, Problem, check_object_name, mapping
 from controller.rollout.resource_rules import TEMPLATE_VARIABLES, check_alert_provider, check_metric_template
 from controller.rollout.schema_check import check_schema
@@ -100,6 +101,8 @@ def validate_document(document: Mapping[str, Any]) -> ValidationReport:
     # The schema is checked with our apiVersion so a Flagger document is judged exactly like its Coalmine twin.
     check_schema(kind, {**document, "apiVersion": COALMINE_API_VERSION}, out)
     _RULES[kind](document, out)
+    if kind in ("Canary", "BlueGreen"):  # the kinds whose fields the Istio router copies into Istio objects
+        check_istio_fields(kind, document, out)
     return ValidationReport(kind, name, flagger, tuple(out.problems), tuple(out.warnings))
 
 

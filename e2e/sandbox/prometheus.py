@@ -75,8 +75,13 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout_s:
 
 
 def scrape_config(targets: Sequence[str], *, interval_s: float = 1.0, job: str = "coalmine-sandbox-router") -> str:
-    """A Prometheus config scraping ``targets`` (``host:port``, path ``/metrics``) every ``interval_s``."""
+    """A Prometheus config scraping ``targets`` (``host:port``, path ``/metrics``) every ``interval_s``.
+
+    The scrape timeout is the interval, at most Prometheus' default 10 s: the looks read their counter boundaries
+    10 s in the past (``analysis.providers.counting.SETTLE_S``), which is only safe with scrapes that end by then.
+    """
     interval = f"{max(1, round(interval_s * 1000))}ms"
+    timeout = f"{max(1, round(min(interval_s, 10.0) * 1000))}ms"
     listed = ", ".join(f'"{t}"' for t in targets)
     return (
         "global:\n"
@@ -85,7 +90,7 @@ def scrape_config(targets: Sequence[str], *, interval_s: float = 1.0, job: str =
         "scrape_configs:\n"
         f"  - job_name: {job}\n"
         f"    scrape_interval: {interval}\n"
-        f"    scrape_timeout: {interval}\n"
+        f"    scrape_timeout: {timeout}\n"
         "    metrics_path: /metrics\n"
         f"    static_configs:\n      - targets: [{listed}]\n"
     )

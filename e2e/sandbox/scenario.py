@@ -15,6 +15,7 @@ change. Everything is stopped and the temporary directory removed on exit, error
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 import time
@@ -44,18 +45,22 @@ class Options:
     rps: float = 40.0
     live: bool | None = None  # None: the plugin's live view when stdout is a terminal
     keep: bool = False  # keep the work directory with every process's log
+    scrape_interval_s: float = 1.0  # Prometheus' scrape interval (a real cluster's is often 15 s or 30 s)
     echo: Callable[[str], None] = print
 
     @property
     def timing(self) -> manifests.Timing:
-        if self.quick:
-            return manifests.Timing(interval_s=6, metric_interval_s=15, min_requests=30)
-        return manifests.Timing(interval_s=6, metric_interval_s=15)
+        """6 s looks and a 15 s metric window at 1 s scrapes. Slower scrapes stretch both: a look must span at
+        least one scrape (else it sees nothing new), and Flagger's ``rate(...[interval])`` needs two samples."""
+        scrape = math.ceil(self.scrape_interval_s)
+        interval_s, metric_interval_s = max(6, scrape), max(15, 3 * scrape)
+        return manifests.Timing(interval_s=interval_s, metric_interval_s=metric_interval_s, min_requests=30)
 
     @property
     def deadline_s(self) -> float:
-        """The longest one rollout may take before the sandbox gives up on it."""
-        return 90.0 if self.quick else 150.0
+        """The longest one rollout may take before the sandbox gives up on it: about 15 looks (90 s at 6 s)."""
+        looks = 15 if self.quick else 25
+        return float(looks * self.timing.interval_s)
 
 
 @dataclass(frozen=True)
@@ -137,7 +142,7 @@ def run(options: Options) -> Result:
     result = Result()
     timing = options.timing
     echo(BANNER)
-    stack = Stack(keep=options.keep)
+    stack = Stack(keep=options.keep, scrape_interval_s=options.scrape_interval_s)
     live: subprocess.Popen[str] | None = None
     sampler: Sampler | None = None
     try:

@@ -1,11 +1,11 @@
 """Bring the whole sandbox up on 127.0.0.1 and take it down again, whatever happens in between.
 
 :class:`Stack` starts, in order: the emulated API (:mod:`e2e.sandbox.apiserver`), the workload stand-in, the router
-for one Service, Debian's Prometheus scraping the router every second (and waits until the scrape is ``up``), the
-real operator (``coalmine run`` with a 1 s tick) and, on request, the load generator. Every child is a process
-started from the calling thread with ``PR_SET_PDEATHSIG``, so it dies with the sandbox even on ``kill -9``; a
-normal exit, an exception, Ctrl-C or SIGTERM stops them in reverse order and removes the temporary directory
-(:meth:`Stack.down` is idempotent and also registered with ``atexit``).
+for one Service, Debian's Prometheus scraping the router every ``scrape_interval_s`` (1 s unless told; it waits
+until the scrape is ``up``), the real operator (``coalmine run`` with a 1 s tick) and, on request, the load
+generator. Every child is a process started from the calling thread with ``PR_SET_PDEATHSIG``, so it dies with the
+sandbox even on ``kill -9``; a normal exit, an exception, Ctrl-C or SIGTERM stops them in reverse order and removes
+the temporary directory (:meth:`Stack.down` is idempotent and also registered with ``atexit``).
 
 The operator can be killed and restarted at will (:meth:`Stack.kill_operator`, :meth:`Stack.start_operator`):
 the chaos test does exactly that. Its log goes to ``operator.log`` in the work directory, appended across restarts.
@@ -62,6 +62,7 @@ class Stack:
     namespace: str = "test"
     service: str = "podinfo"
     tick_s: float = 1.0
+    scrape_interval_s: float = 1.0  # Prometheus' scrape interval for the router's /metrics
     keep: bool = False  # keep the work directory (logs, kubeconfig, Prometheus data) after stopping
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="coalmine-sandbox-")))
     processes: dict[str, subprocess.Popen[str]] = field(default_factory=dict)
@@ -110,7 +111,9 @@ class Stack:
                 "router", "e2e.sandbox.router", *ns, "--service", self.service, "--poll-interval", "0.25"
             )
             self.prometheus = RunningPrometheus(
-                self.workdir / "prometheus", scrape_config([self.router_address], interval_s=1.0), extra_args=()
+                self.workdir / "prometheus",
+                scrape_config([self.router_address], interval_s=self.scrape_interval_s),
+                extra_args=(),
             )
             (self.workdir / "prometheus").mkdir(exist_ok=True)
             self.prometheus.start()
@@ -135,14 +138,15 @@ class Stack:
 
     def _wait_scraped(self) -> None:
         """Prometheus hands a new target to its scraper a few seconds after start: wait for ``up == 1``."""
-        deadline = time.monotonic() + UP_TIMEOUT_S
+        timeout_s = UP_TIMEOUT_S + 2 * self.scrape_interval_s  # the first scrape waits for a slot in its interval
+        deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError, RuntimeError, ValueError):
                 result = query_prometheus(self.prometheus_url, "/api/v1/query", {"query": "up"})["result"]
                 if result and all(sample["value"][1] == "1" for sample in result):
                     return
             time.sleep(0.25)
-        raise RuntimeError(f"prometheus did not scrape the router within {UP_TIMEOUT_S:g} s")
+        raise RuntimeError(f"prometheus did not scrape the router within {timeout_s:g} s")
 
     def start_operator(self) -> subprocess.Popen[str]:
         """Start ``coalmine run`` against the emulated API (a no-op if it is already running)."""
