@@ -303,6 +303,7 @@ class QueryKind(StrEnum):
     REQUESTS = "requests"
     ERRORS = "errors"
     SLOW = "slow"
+    BASELINE = "baseline"  # a look's counter baseline (``last_over_time`` at its start): answered with no series
 
 
 @dataclass(frozen=True)
@@ -340,11 +341,13 @@ def classify(query: str) -> tuple[str, QueryKind]:
     if match is None:
         raise ValueError(f"not a Coalmine query: {query}")
     target = re.sub(r"\\\\(.)", r"\1", match.group(1).split("|")[0])
+    if query.startswith("last_over_time("):
+        return target, QueryKind.BASELINE
     if "histogram_quantile" in query:
         return target, QueryKind.DURATION
     if 'response_code!~"5.*"' in query:
         return target, QueryKind.SUCCESS_RATE
-    if 'le="+Inf"' in query:
+    if 'le="+Inf"' in query or "le=~" in query:
         return target, QueryKind.SLOW
     if 'response_code=~"5.*"' in query:
         return target, QueryKind.ERRORS
@@ -386,12 +389,22 @@ class ScriptedPrometheus:
         if kind in (QueryKind.SUCCESS_RATE, QueryKind.DURATION):
             value = script.success_rate if kind is QueryKind.SUCCESS_RATE else script.duration_p99
             return [] if value is None else [{"metric": {}, "value": [at, repr(float(value))]}]
-        series = []
+        if kind is QueryKind.BASELINE:
+            return []  # no series before the look: each window series counts from zero, i.e. its one value
+        series: list[Obj] = []
         for workload, counts in ((target, script.canary), (target + "-primary", script.primary)):
             if counts is None:
                 continue
-            number = {QueryKind.REQUESTS: counts.requests, QueryKind.ERRORS: counts.errors}.get(kind, counts.slow)
-            series.append({"metric": {"destination_workload": workload}, "value": [at, repr(float(number))]})
+            if kind is QueryKind.SLOW:  # the +Inf bucket minus the le=B bucket is the slow count
+                parts = {"le": ("+Inf", counts.slow), "le ": ("250", 0.0)}
+            elif kind is QueryKind.ERRORS:  # an increase() form (dashboards, backtests of old queries)
+                parts = {"response_code": ("503", counts.errors)}
+            else:  # the looks' raw counters: one series per response code, a range vector of one sample
+                parts = {"response_code": ("200", counts.requests - counts.errors), "code5": ("503", counts.errors)}
+            for name, (value, number) in parts.items():
+                label = name.strip() if name != "code5" else "response_code"
+                metric = {"destination_workload": workload, label: value}
+                series.append({"metric": metric, "values": [[at, repr(float(number))]]})
         return series
 
     def __enter__(self) -> ScriptedPrometheus:

@@ -171,9 +171,10 @@ async def test_comparison_rejection_rolls_back_at_once_with_the_reason(
     assert len(rejected) == 1 and "5xx rate" in rejected[0], events_of(emulator, "podinfo")
     assert "5xx rate" in condition(status, "Ready")["message"]
     assert status["evidence"]["outcome"] == "rejected"
-    # Requests and 5xx for both arms, one query each per look; the rejection came on the first metric look.
+    # Requests and 5xx for both arms come from one counter read (a baseline and a window) per look; the rejection
+    # came on the first metric look.
     assert len(prom.queries_for("podinfo", QueryKind.REQUESTS)) == 1
-    assert len(prom.queries_for("podinfo", QueryKind.ERRORS)) == 1
+    assert len(prom.queries_for("podinfo", QueryKind.BASELINE)) == 1
 
 
 async def test_no_data_holds_the_weight_then_fails_at_the_progress_deadline(
