@@ -6,9 +6,11 @@ check) and reports at the most specific field path, so ``coalmine validate`` poi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from controller.rollout.match_merge import combine_matches
 from controller.rollout.problems import (
     Findings,
     check_duration,
@@ -48,6 +50,7 @@ def check_canary(document: Mapping[str, Any], out: Findings) -> None:
     analysis = spec.get(key)
     if isinstance(analysis, Mapping):
         _check_analysis(analysis, f"spec.{key}", out)
+        _check_istio_routing(mapping(spec.get("service")), analysis, f"spec.{key}", out)
 
 
 def _check_refs(spec: Mapping[str, Any], out: Findings) -> None:
@@ -262,3 +265,73 @@ def _check_webhooks(webhooks: Sequence[Any], path: str, out: Findings) -> None:
         hook_path = join(path, index)
         check_http_url(hook.get("url"), join(hook_path, "url"), out)
         check_duration(hook.get("timeout"), join(hook_path, "timeout"), out)
+
+
+# What the Istio router writes into an HTTP route but a TCP route has no place for (spec.service fields).
+_HTTP_ONLY_SERVICE_FIELDS = ("rewrite", "retries", "timeout", "headers", "corsPolicy")
+
+
+def _check_istio_routing(service: Mapping[str, Any], analysis: Mapping[str, Any], path: str, out: Findings) -> None:
+    """What the Istio router would otherwise drop or widen: fields a TCP route cannot carry, A/B conditions that
+    cannot be ANDed with ``service.match``, and a primary cookie named like the canary's."""
+    if str(service.get("appProtocol") or "").lower() == "tcp":
+        _check_tcp(service, analysis, path, out)
+    else:
+        _check_ab_match(service, analysis, path, out)
+    affinity = mapping(analysis.get("sessionAffinity"))
+    _check_cookie_words(affinity, join(path, "sessionAffinity"), out)
+    primary = affinity.get("primaryCookieName")
+    if primary is not None and primary == affinity.get("cookieName"):
+        out.problem(
+            join(join(path, "sessionAffinity"), "primaryCookieName"),
+            f"must differ from cookieName ({primary!r}): one cookie cannot pin users to both versions",
+        )
+
+
+_COOKIE_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 6265 token
+_COOKIE_ATTRIBUTE = re.compile(r"^[^;,\s]+$")
+
+
+def _check_cookie_words(affinity: Mapping[str, Any], path: str, out: Findings) -> None:
+    """Cookie names and attribute values go into a Set-Cookie header as written: a ``;`` would add attributes."""
+    for key in ("cookieName", "primaryCookieName"):
+        value = affinity.get(key)
+        if isinstance(value, str) and value and not _COOKIE_NAME.match(value):
+            out.problem(join(path, key), f"must be a cookie name (letters, digits, !#$%&'*+-.^_`|~; got {value!r})")
+    for key in ("domain", "path"):
+        value = affinity.get(key)
+        if isinstance(value, str) and value and not _COOKIE_ATTRIBUTE.match(value):
+            out.problem(join(path, key), f"must not contain ';', ',' or spaces (got {value!r})")
+    value = affinity.get("path")
+    if isinstance(value, str) and value and not value.startswith("/"):
+        out.problem(join(path, "path"), f"must start with / (got {value!r})")
+
+
+def _check_tcp(service: Mapping[str, Any], analysis: Mapping[str, Any], path: str, out: Findings) -> None:
+    why = "a TCP route (appProtocol: tcp) has no place for it; remove it or serve HTTP"
+    for index, raw in enumerate(items(service.get("match"))):
+        for key in sorted(mapping(raw)):
+            if key != "port":
+                out.problem(join(join(join("spec.service", "match"), index), key), f"only port applies: {why}")
+    for key in _HTTP_ONLY_SERVICE_FIELDS:
+        if key in service:
+            out.problem(join("spec.service", key), why)
+    if analysis.get("mirror") is True:
+        out.problem(join(path, "mirror"), f"Istio cannot mirror TCP traffic: {why}")
+    for key in ("match", "sessionAffinity"):
+        if analysis.get(key) is not None:
+            out.problem(join(path, key), f"needs HTTP (headers, cookies): {why}")
+
+
+def _check_ab_match(service: Mapping[str, Any], analysis: Mapping[str, Any], path: str, out: Findings) -> None:
+    canary = [mapping(raw) for raw in items(analysis.get("match"))]
+    defaults = [mapping(raw) for raw in items(service.get("match"))]
+    if not canary or not defaults:
+        return
+    _, conflicts = combine_matches(canary, defaults)
+    for conflict in conflicts:
+        out.problem(
+            f"{join(join(path, 'match'), conflict.canary)}.{conflict.field}",
+            f"cannot be combined with spec.service.match[{conflict.service}].{conflict.field}: {conflict.why} "
+            "(the canary route ANDs each A/B condition with each service condition); drop one of them",
+        )

@@ -173,6 +173,23 @@ Step = SetWeight | Pause
 
 
 @dataclass(frozen=True)
+class SessionAffinity:
+    """``analysis.sessionAffinity`` (Flagger's): the cookie that keeps a user who reached the canary on it, the
+    optional ``primaryCookieName`` one that keeps a user who reached the primary there, and the attributes both
+    cookies are set with."""
+
+    cookie_name: str
+    primary_cookie_name: str | None = None
+    max_age: int = 86400
+    domain: str | None = None
+    path: str | None = None
+    same_site: str | None = None
+    secure: bool = False
+    http_only: bool = False
+    partitioned: bool = False
+
+
+@dataclass(frozen=True)
 class AnalysisSpec:
     """``spec.analysis`` (or Flagger's deprecated ``canaryAnalysis``), with Flagger's defaults filled in."""
 
@@ -189,7 +206,7 @@ class AnalysisSpec:
     mirror_weight: int | None = None
     primary_ready_threshold: int = 100
     canary_ready_threshold: int = 100
-    session_affinity: Mapping[str, Any] | None = None
+    session_affinity: SessionAffinity | None = None
     metrics: tuple[MetricSpec, ...] = ()
     webhooks: tuple[WebhookSpec, ...] = ()
     alerts: tuple[AlertSpec, ...] = ()
@@ -363,6 +380,22 @@ def _parse_comparison(raw: Mapping[str, Any]) -> ComparisonSpec:
     )
 
 
+def _parse_session_affinity(raw: Mapping[str, Any] | None) -> SessionAffinity | None:
+    if raw is None:
+        return None
+    return SessionAffinity(
+        cookie_name=str(raw["cookieName"]),
+        primary_cookie_name=raw.get("primaryCookieName"),
+        max_age=int(raw.get("maxAge", 86400)),
+        domain=raw.get("domain"),
+        path=raw.get("path"),
+        same_site=raw.get("sameSite"),
+        secure=bool(raw.get("secure", False)),
+        http_only=bool(raw.get("httpOnly", False)),
+        partitioned=bool(raw.get("partitioned", False)),
+    )
+
+
 def parse_analysis(raw: Mapping[str, Any]) -> AnalysisSpec:
     """Parse ``spec.analysis``; shared with BlueGreen, whose analysis has the same meaning."""
     comparison_raw = raw.get("comparison")
@@ -380,7 +413,7 @@ def parse_analysis(raw: Mapping[str, Any]) -> AnalysisSpec:
         mirror_weight=raw.get("mirrorWeight"),
         primary_ready_threshold=int(raw.get("primaryReadyThreshold", 100)),
         canary_ready_threshold=int(raw.get("canaryReadyThreshold", 100)),
-        session_affinity=raw.get("sessionAffinity"),
+        session_affinity=_parse_session_affinity(raw.get("sessionAffinity")),
         metrics=tuple(_parse_metric(metric) for metric in raw.get("metrics") or ()),
         webhooks=tuple(_parse_webhook(hook) for hook in raw.get("webhooks") or ()),
         alerts=tuple(_parse_alert(alert) for alert in raw.get("alerts") or ()),

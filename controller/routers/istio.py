@@ -9,7 +9,13 @@ Shape of the VirtualService (Flagger's): ``hosts`` = ``service.hosts`` plus ``<s
 1. ``canary-match`` (A/B only, ``analysis.match`` merged with ``service.match``): matching requests go to the
    canary (100) while the A/B analysis runs, to the primary otherwise;
 2. ``sticky-route`` (``analysis.sessionAffinity`` only): requests carrying the canary's cookie stay on the canary;
-3. ``weighted``: the primary/canary split, with ``mirror``/``mirrorPercentage`` when mirroring.
+   ``sticky-route-primary`` (with ``primaryCookieName``): requests carrying the primary's cookie stay on the primary;
+3. ``weighted``: the primary/canary split, with ``mirror``/``mirrorPercentage`` when mirroring; while the canary
+   has traffic, responses of each destination set its session cookie (Flagger's ``Set-Cookie`` values).
+
+Match conditions are combined by :mod:`controller.rollout.match_merge` (every field kept, ANDed with
+``service.match``); validation has refused the specs whose conditions cannot be combined or that a TCP route could
+not carry, so nothing is dropped here.
 
 An existing VirtualService Coalmine did not create is taken over: its spec is saved in the annotation
 ``coalmine.dev/original-configuration`` and put back by :meth:`IstioRouter.finalize`; it never gets an owner
@@ -22,7 +28,7 @@ import copy
 import json
 import secrets
 import string
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +43,8 @@ from controller.kube.client import (
 from controller.kube.errors import ApiNotFound
 from controller.kube.meta import ANNOTATION_PREFIX, CANARY_KIND, copyable_annotations, is_owned_by, owner_reference
 from controller.kube.objects import service_names
-from controller.rollout.spec import CanarySpec
+from controller.rollout.match_merge import merge_match
+from controller.rollout.spec import CanarySpec, SessionAffinity
 from controller.routers import Router, Routes
 
 Object = dict[str, Any]
@@ -46,19 +53,24 @@ ISTIO_API_VERSION = "networking.istio.io/v1beta1"
 ORIGINAL_CONFIGURATION_ANNOTATION = "coalmine.dev/original-configuration"
 SESSION_COOKIE_ANNOTATION = "coalmine.dev/session-cookie"
 PREVIOUS_SESSION_COOKIE_ANNOTATION = "coalmine.dev/previous-session-cookie"
+PRIMARY_SESSION_COOKIE_ANNOTATION = "coalmine.dev/primary-session-cookie"
 MATCH_ROUTE = "canary-match"
 STICKY_ROUTE = "sticky-route"
+STICKY_PRIMARY_ROUTE = "sticky-route-primary"
 WEIGHTED_ROUTE = "weighted"
 DEFAULT_COOKIE_MAX_AGE_S = 86400
+_RE2_SPECIAL = frozenset("\\.^$|?*+()[]{}")
 
 
 @dataclass(frozen=True)
 class SessionCookies:
     """Session-affinity cookies (``name=value``): the one given to clients of the running canary, and the one of
-    the previous run, which is expired on clients once the canary weight is back to 0."""
+    the previous run, which is expired on clients once the canary weight is back to 0, and the one given to clients
+    of the primary during a run (``primaryCookieName``)."""
 
     current: str | None = None
     previous: str | None = None
+    primary: str | None = None
 
 
 def _is_tcp(spec: CanarySpec) -> bool:
@@ -89,26 +101,37 @@ def _route_options(spec: CanarySpec) -> Object:
     return options
 
 
-def merge_match(canary: Sequence[Mapping[str, Any]], defaults: Sequence[Mapping[str, Any]]) -> list[Object]:
-    """Flagger's merge of A/B conditions with ``service.match``: every default (e.g. a URI prefix) combined with
-    every canary condition's ``headers``/``sourceLabels``, so the canary route never widens the service's match."""
-    if not defaults:
-        return [copy.deepcopy(dict(c)) for c in canary]
-    merged: list[Object] = []
-    for condition in canary:
-        for default in defaults:
-            item = copy.deepcopy(dict(default))
-            for key in ("headers", "sourceLabels"):
-                if condition.get(key) is not None:
-                    item[key] = copy.deepcopy(condition[key])
-            merged.append(item)
-    return merged
+def _re2_literal(text: str) -> str:
+    return "".join(f"\\{char}" if char in _RE2_SPECIAL else char for char in text)
 
 
 def _cookie_match(spec: CanarySpec, cookie: str) -> list[Object]:
+    """Flagger's cookie condition (``.*<name>.*<value>.*`` on ``Cookie``; metacharacters escaped), ANDed with
+    ``service.match`` so a sticky route never matches what the service does not."""
     name, _, value = cookie.partition("=")
-    condition = {"headers": {"Cookie": {"regex": f".*{name}.*{value}.*"}}}
+    condition = {"headers": {"Cookie": {"regex": f".*{_re2_literal(name)}.*{_re2_literal(value)}.*"}}}
     return merge_match([condition], spec.service.match)
+
+
+def set_cookie_value(affinity: SessionAffinity, cookie: str, max_age: int | None = None) -> str:
+    """The ``Set-Cookie`` value for ``cookie`` (``name=value``) with the attributes of ``sessionAffinity``, as
+    Flagger's ``BuildCookie`` writes it (attributes in alphabetical order); ``max_age`` overrides ``maxAge``
+    (``-1`` expires the cookie, and then Domain/Path must be the same for a browser to delete it)."""
+    parts = [cookie]
+    if affinity.domain:
+        parts.append(f"Domain={affinity.domain}")
+    if affinity.http_only:
+        parts.append("HttpOnly")
+    parts.append(f"Max-Age={affinity.max_age if max_age is None else max_age}")
+    if affinity.partitioned:
+        parts.append("Partitioned")
+    if affinity.path:
+        parts.append(f"Path={affinity.path}")
+    if affinity.same_site:
+        parts.append(f"SameSite={affinity.same_site}")
+    if affinity.secure:
+        parts.append("Secure")
+    return "; ".join(parts)
 
 
 def _with_response_header(headers: Mapping[str, Any] | None, name: str, value: str) -> Object:
@@ -142,14 +165,19 @@ def _http_routes(spec: CanarySpec, routes: Routes, cookies: SessionCookies, apex
     }
     affinity = spec.analysis.session_affinity
     if affinity and cookies.current and routes.canary > 0:
-        max_age = int(affinity.get("maxAge", DEFAULT_COOKIE_MAX_AGE_S))
-        set_cookie = f"{cookies.current}; Max-Age={max_age}"
+        set_cookie = set_cookie_value(affinity, cookies.current)
         weighted["route"][1]["headers"] = {"response": {"add": {"Set-Cookie": set_cookie}}}
         sticky = {**options, "name": STICKY_ROUTE, "match": _cookie_match(spec, cookies.current)}
         sticky["route"] = [_destination(spec, primary, 0), _destination(spec, canary, 100)]
         http.append(sticky)
+        if affinity.primary_cookie_name and cookies.primary:
+            set_primary = set_cookie_value(affinity, cookies.primary)
+            weighted["route"][0]["headers"] = {"response": {"add": {"Set-Cookie": set_primary}}}
+            pinned = {**options, "name": STICKY_PRIMARY_ROUTE, "match": _cookie_match(spec, cookies.primary)}
+            pinned["route"] = [_destination(spec, primary, 100), _destination(spec, canary, 0)]
+            http.append(pinned)
     elif affinity and cookies.previous and routes.canary == 0:
-        expire = f"{cookies.previous}; Max-Age=-1"
+        expire = set_cookie_value(affinity, cookies.previous, max_age=-1)
         sticky = {**options, "name": STICKY_ROUTE, "match": _cookie_match(spec, cookies.previous)}
         sticky["headers"] = _with_response_header(options.get("headers"), "Set-Cookie", expire)
         sticky["route"] = [_destination(spec, primary, 100), _destination(spec, canary, 0)]
@@ -285,7 +313,7 @@ def _random_cookie() -> str:
     return "".join(secrets.choice(string.ascii_letters) for _ in range(10))
 
 
-_BOOKKEEPING = (SESSION_COOKIE_ANNOTATION, PREVIOUS_SESSION_COOKIE_ANNOTATION)
+_BOOKKEEPING = (SESSION_COOKIE_ANNOTATION, PREVIOUS_SESSION_COOKIE_ANNOTATION, PRIMARY_SESSION_COOKIE_ANNOTATION)
 
 
 def _merge_spec(live: Mapping[str, Any], desired: Mapping[str, Any]) -> Object:
@@ -336,7 +364,9 @@ class IstioRouter:
     def _cookies(self, live: Mapping[str, Any]) -> SessionCookies:
         annotations = (live.get("metadata") or {}).get("annotations") or {}
         return SessionCookies(
-            annotations.get(SESSION_COOKIE_ANNOTATION), annotations.get(PREVIOUS_SESSION_COOKIE_ANNOTATION)
+            annotations.get(SESSION_COOKIE_ANNOTATION),
+            annotations.get(PREVIOUS_SESSION_COOKIE_ANNOTATION),
+            annotations.get(PRIMARY_SESSION_COOKIE_ANNOTATION),
         )
 
     def _desired(self, live: Mapping[str, Any] | None, routes: Routes | None, cookies: SessionCookies | None) -> Object:
@@ -361,6 +391,8 @@ class IstioRouter:
             annotations[SESSION_COOKIE_ANNOTATION] = cookies.current
         if cookies.previous:
             annotations[PREVIOUS_SESSION_COOKIE_ANNOTATION] = cookies.previous
+        if cookies.primary:
+            annotations[PRIMARY_SESSION_COOKIE_ANNOTATION] = cookies.primary
         return build_virtual_service(
             self._spec,
             self._name,
@@ -395,11 +427,15 @@ class IstioRouter:
         def mutate(live: Object) -> Object:
             cookies = self._cookies(live)
             affinity = self._spec.analysis.session_affinity
-            if affinity and canary > 0 and not cookies.current:
-                name = str(affinity.get("cookieName", "coalmine-session"))
-                cookies = SessionCookies(f"{name}={self._cookie_factory()}", cookies.previous)
-            elif affinity and canary == 0 and cookies.current:
-                cookies = SessionCookies(None, cookies.current)
+            if affinity and canary > 0:
+                current = cookies.current or f"{affinity.cookie_name}={self._cookie_factory()}"
+                pinned = cookies.primary
+                if affinity.primary_cookie_name and not pinned:
+                    pinned = f"{affinity.primary_cookie_name}={self._cookie_factory()}"
+                cookies = SessionCookies(current, cookies.previous, pinned)
+            elif affinity and canary == 0 and (cookies.current or cookies.primary):
+                # The run is over: the canary's cookie is expired on clients, the primary's no longer routes.
+                cookies = SessionCookies(None, cookies.current or cookies.previous)
             return _merge_spec(live, self._desired(live, routes, cookies))
 
         written = update_with_retry(self._api, VIRTUAL_SERVICES, self._namespace, self._apex, mutate)
