@@ -42,6 +42,7 @@ STATE_VERSION = 1
 ERROR_RATE = "error-rate"
 LATENCY = "latency"
 
+_NO_VERDICT_YET = "no verdict yet: "
 _PRIORITY = (Outcome.REJECTED, Outcome.FAIL, Outcome.NO_DATA, Outcome.PASS)
 
 
@@ -213,7 +214,7 @@ def _overall(evidence: list[MetricEvidence], results: list[_Result]) -> tuple[Ou
     waiting = "; ".join(result.hold for result in collecting)
     rates_only = [result for result in collecting if result.evidence.kind in ("errorRate", "latency")]
     if rates_only and len(rates_only) == len(evidence):
-        return Outcome.NO_DATA, f"no verdict yet: {waiting}"
+        return Outcome.NO_DATA, f"{_NO_VERDICT_YET}{waiting}"
     if collecting:
         passed = len(evidence) - len(collecting)
         return outcome, f"{passed} of {len(evidence)} checks passed; still collecting: {waiting}"
@@ -249,6 +250,8 @@ def judge(policy: JudgePolicy, look: Look, state: Mapping[str, Any] | None, *, d
     evidence.extend(result.evidence for result in results)
 
     outcome, reason = _overall(evidence, results)
+    # A look whose only verdict-less checks are comparisons still collecting saw requests: not an absence of data.
+    collecting = outcome is Outcome.NO_DATA and reason.startswith(_NO_VERDICT_YET)
     holds = [result.hold for result in results if result.hold]
     detectable = [result.detectable for result in results if result.detectable]
     return Verdict(
@@ -259,4 +262,5 @@ def judge(policy: JudgePolicy, look: Look, state: Mapping[str, Any] | None, *, d
         hold_reason="; ".join(holds),
         detectable=("could have detected " + " and ".join(detectable)) if detectable else "",
         state=new_state,
+        collecting=collecting,
     )

@@ -50,7 +50,8 @@ class Verdict:
     ``promotable`` is False while the comparisons lack ``minRequests`` or, with ``requireEvidence``, until the upper
     confidence bound of every ratio is within tolerance; the engine never promotes on a look that is not promotable.
     ``state`` is the judge's sequential state (cumulative counts, log e-values) to persist in the Canary's status so a
-    restarted operator continues the same test.
+    restarted operator continues the same test. ``collecting`` marks a ``NO_DATA`` look that *had* data — the
+    comparisons are still short of ``minRequests`` — so the engine does not count it toward ``noDataLimit``.
     """
 
     outcome: Outcome
@@ -60,6 +61,7 @@ class Verdict:
     hold_reason: str = ""
     detectable: str = ""  # e.g. "could have detected a 1.8× error-rate increase"
     state: Mapping[str, Any] = field(default_factory=dict)
+    collecting: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready summary for status and Events (drops ``state``, which is stored on its own)."""

@@ -73,6 +73,7 @@ class World:
     target_exists: bool = True
     canary_up: bool = True
     canary_ready: float = 100.0
+    canary_stalled: bool = False
     primary_revision: str | None = None
     primary_ready: float = 100.0
     routes: RouteWeights | None = None
@@ -108,6 +109,7 @@ class World:
             ),
             primary_ready_percent=self.primary_ready if self.primary_revision else 0.0,
             canary_ready_percent=self.canary_ready if self.canary_up else 0.0,
+            canary_stalled=self.canary_stalled and self.canary_up,
             primary_updated=self.primary_revision is not None,
             primary_revision=self.primary_revision or "",
             routes=self.routes,

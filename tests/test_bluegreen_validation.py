@@ -160,3 +160,26 @@ def test_the_api_servers_defaults_change_nothing(spec: dict[str, Any]) -> None:
     assert defaulted != doc  # the CRD does fill something in
     assert validate_document(defaulted).problems == ()
     assert parse_valid_bluegreen(defaulted) == parse_valid_bluegreen(doc)
+
+
+@pytest.mark.parametrize(
+    ("preview", "reported"),
+    [
+        ({"mirror": True, "mirrorWeight": 50}, "spec.preview.mirror: Istio cannot mirror TCP traffic"),
+        ({"match": [{"headers": {"x-green": {"exact": "1"}}}]}, "spec.preview.match: needs HTTP"),
+    ],
+)
+def test_a_tcp_bluegreen_refuses_a_preview_the_router_cannot_apply(preview: dict[str, Any], reported: str) -> None:
+    document = with_change("spec.preview", preview)
+    document["spec"]["service"]["appProtocol"] = "tcp"
+    with pytest.raises(InvalidSpecError) as error:
+        parse_valid_bluegreen(document)
+    assert reported in str(error.value)
+
+
+def test_a_preview_match_that_cannot_be_combined_with_service_match_is_refused() -> None:
+    document = with_change("spec.preview", {"match": [{"uri": {"prefix": "/green"}}]})
+    document["spec"]["service"]["match"] = [{"uri": {"prefix": "/api"}}]
+    with pytest.raises(InvalidSpecError) as error:
+        parse_valid_bluegreen(document)
+    assert "spec.preview.match[0].uri" in str(error.value)

@@ -185,10 +185,57 @@ def test_a_users_apex_service_is_taken_over_but_never_owned() -> None:
     assert apex["spec"]["selector"] == {"app": "podinfo-primary"}
     assert apex["spec"]["clusterIP"] == "10.96.0.10"
     assert apex["spec"]["ports"] == [{"name": "http", "protocol": "TCP", "port": 9898, "targetPort": 9898}]
-    assert apex["metadata"]["labels"] == {"team": "a", "app": "podinfo"}
+    assert apex["metadata"]["labels"] == {"team": "a"}, "only selector and ports are ours (Flagger's rule)"
     assert "ownerReferences" not in apex["metadata"]
     canary_svc = kube.get(SERVICES, NS, "podinfo-canary")
     assert canary_svc is not None and canary_svc["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+
+
+LOAD_BALANCER = {
+    "metadata": {
+        "name": "podinfo",
+        "labels": {"team": "a", "app": "shop"},
+        "annotations": {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"},
+    },
+    "spec": {
+        "type": "LoadBalancer",
+        "clusterIP": "10.96.0.10",
+        "externalTrafficPolicy": "Local",
+        "healthCheckNodePort": 31999,
+        "loadBalancerSourceRanges": ["10.0.0.0/8"],
+        "loadBalancerClass": "service.k8s.aws/nlb",
+        "allocateLoadBalancerNodePorts": True,
+        "sessionAffinity": "ClientIP",
+        "selector": {"app": "podinfo"},
+        "ports": [{"name": "http", "protocol": "TCP", "port": 9898, "targetPort": 9898, "nodePort": 31080}],
+    },
+}
+
+
+@pytest.mark.parametrize("kind", ["LoadBalancer", "NodePort"])
+def test_a_taken_over_entry_point_keeps_its_type_node_ports_policies_and_metadata(kind: str) -> None:
+    kube, spec = seeded(spec_hpa=False), spec_of(hpa=False)
+    user = copy.deepcopy(LOAD_BALANCER)
+    user["spec"]["type"] = kind
+    if kind == "NodePort":
+        for field in ("healthCheckNodePort", "loadBalancerSourceRanges", "loadBalancerClass"):
+            user["spec"].pop(field)
+    kube.put(SERVICES, NS, user)
+    before = copy.deepcopy(kube.get(SERVICES, NS, "podinfo"))
+    initialise(kube, spec)
+    apex = kube.get(SERVICES, NS, "podinfo")
+    assert apex is not None and before is not None
+    assert apex["spec"]["selector"] == {"app": "podinfo-primary"}
+    assert apex["spec"]["ports"] == [
+        {"name": "http", "protocol": "TCP", "port": 9898, "targetPort": 9898, "nodePort": 31080}
+    ]
+    unchanged = {k: v for k, v in before["spec"].items() if k not in ("selector", "ports")}
+    assert {k: v for k, v in apex["spec"].items() if k not in ("selector", "ports")} == unchanged
+    assert apex["metadata"]["labels"] == before["metadata"]["labels"]
+    assert apex["metadata"]["annotations"] == before["metadata"]["annotations"]
+    assert "ownerReferences" not in apex["metadata"]
+    initialise(kube, spec)  # a rerun (a spec edit, the next release) changes nothing either
+    assert kube.get(SERVICES, NS, "podinfo") == apex
 
 
 def test_missing_references_are_reported_by_name() -> None:

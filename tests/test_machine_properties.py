@@ -18,7 +18,7 @@ from rollout_world import SUCCESS_RATE, T0, World
 from analysis.verdict import Outcome, Verdict
 from controller.rollout.decision import Decision, PromotePrimary, Reason, ScaleCanary, SetWeights
 from controller.rollout.machine import plan, step
-from controller.rollout.moves import current_weight_step, gathering_paused, iterations_mode
+from controller.rollout.moves import current_weight_step, gathering_paused, human_wait, iterations_mode
 from controller.rollout.observations import HookOutcome, ManualRequest, Observations, RouteWeights
 from controller.rollout.phases import ANALYSING, WORLD_HOLDS, Hold, ManualAction, Phase
 from controller.rollout.spec import CanarySpec, HookType, parse_canary_spec
@@ -147,9 +147,18 @@ def check_tick(spec: CanarySpec, before: CanaryStatus, obs: Observations, now: f
             assert obs.verdict.outcome is Outcome.PASS and obs.verdict.promotable
         if not spec.skip_analysis and after.last_analysis_time != now:
             raise AssertionError("promoted without a look")
-    # failed and no-data checks are cumulative within a revision's analysis
+    # failed checks are cumulative within a revision's analysis; no-data checks count no-data looks in a row:
+    # one more per no-data look, back to zero only on a look that had data
     if before.phase in ANALYSING and after.phase in ANALYSING and after.last_applied_spec == before.last_applied_spec:
-        assert after.failed_checks >= before.failed_checks and after.no_data_checks >= before.no_data_checks
+        assert after.failed_checks >= before.failed_checks
+        assert after.no_data_checks in (before.no_data_checks, before.no_data_checks + 1, 0)
+        if after.no_data_checks != before.no_data_checks:
+            assert after.last_analysis_time == now
+            if after.no_data_checks > before.no_data_checks:
+                assert obs.verdict is not None and obs.verdict.outcome is Outcome.NO_DATA
+    # no data never hangs and never promotes: at noDataLimit in a row it rolls back, unless a person holds it
+    if after.no_data_checks >= spec.analysis.no_data_limit and after.phase in ANALYSING:
+        assert human_wait(spec, after, now) is not None or before.no_data_checks >= spec.analysis.no_data_limit
     # every phase change is announced with a CamelCase reason
     if after.phase is not before.phase:
         assert decision.events

@@ -232,7 +232,7 @@ def test_a_failing_look_halts_advancement_with_a_warning() -> None:
 
 
 def test_no_data_is_counted_apart_and_never_advances_or_promotes() -> None:
-    run = Run(make_spec({"interval": "1m", "threshold": 1, "stepWeight": 50})).progressing()
+    run = Run(make_spec({"interval": "1m", "threshold": 1, "noDataLimit": 4, "stepWeight": 50})).progressing()
     run.tick(advance=MINUTE)
     run.tick(advance=MINUTE)  # → 100 (last step)
     for count in range(1, 4):
@@ -243,13 +243,14 @@ def test_no_data_is_counted_apart_and_never_advances_or_promotes() -> None:
     assert run.tick(verdict=PASS, advance=MINUTE).status.phase is Phase.PROMOTING
 
 
-def test_persistent_no_data_ends_at_the_progress_deadline() -> None:
-    run = Run(make_spec({"interval": "1m", "stepWeight": 50}, progressDeadlineSeconds=300)).progressing()
+def test_persistent_no_data_ends_at_the_no_data_limit_not_the_deadline() -> None:
+    spec = make_spec({"interval": "1m", "stepWeight": 50, "noDataLimit": 8}, progressDeadlineSeconds=300)
+    run = Run(spec).progressing()
     run.tick(advance=MINUTE)
-    for _ in range(6):
-        run.tick(verdict=NO_DATA, advance=MINUTE)
-    assert run.status.phase is Phase.FAILED
-    assert "Progress deadline exceeded" in run.status.message
+    for _ in range(7):  # seven minutes of no data, deadline five minutes: the looks are still happening
+        assert run.tick(verdict=NO_DATA, advance=MINUTE).status.phase is Phase.PROGRESSING
+    assert run.tick(verdict=NO_DATA, advance=MINUTE).status.phase is Phase.FAILED
+    assert "no data for 8 looks in a row (noDataLimit 8)" in run.status.message
 
 
 def test_a_rejected_comparison_rolls_back_at_once_with_its_reason() -> None:
@@ -419,9 +420,10 @@ def test_promote_request_opens_confirm_promotion() -> None:
     assert run.tick(advance=MINUTE).status.phase is Phase.PROMOTING
 
 
-def test_require_evidence_holds_at_the_last_step_until_the_deadline() -> None:
+def test_require_evidence_holds_at_the_last_step_until_max_duration() -> None:
     spec = make_spec(
-        {"interval": "1m", "stepWeight": 50, "comparison": {"requireEvidence": True}}, progressDeadlineSeconds=300
+        {"interval": "1m", "stepWeight": 50, "maxDuration": "7m", "comparison": {"requireEvidence": True}},
+        progressDeadlineSeconds=300,
     )
     run = Run(spec).progressing()
     unproven = Verdict(Outcome.PASS, "ok", promotable=False, hold_reason="upper bound 1.4× > 1.0×")
@@ -432,7 +434,7 @@ def test_require_evidence_holds_at_the_last_step_until_the_deadline() -> None:
     for _ in range(5):
         run.tick(verdict=unproven, advance=MINUTE)
     assert run.status.phase is Phase.FAILED
-    assert "Progress deadline exceeded" in run.status.message
+    assert "longer than its maxDuration 7m" in run.status.message
 
 
 # --- Promoting and Finalising --------------------------------------------------------------------------------------
@@ -482,7 +484,7 @@ def test_post_rollout_hooks_run_exactly_once_after_success_and_after_failure() -
 
 def test_ab_testing_routes_matched_traffic_and_promotes_after_the_iterations() -> None:
     match = [{"headers": {"x-canary": {"exact": "insider"}}}]
-    run = Run(make_spec({"interval": "1m", "iterations": 3, "match": match})).progressing()
+    run = Run(make_spec({"interval": "1m", "iterations": 3, "match": match, "noDataLimit": 2})).progressing()
     run.tick(advance=MINUTE)
     assert run.status.iterations == 1 and run.world.match_active
     assert run.world.routes == RouteWeights(100, 0)

@@ -177,10 +177,12 @@ async def test_comparison_rejection_rolls_back_at_once_with_the_reason(
     assert len(prom.queries_for("podinfo", QueryKind.BASELINE)) == 1
 
 
-async def test_no_data_holds_the_weight_then_fails_at_the_progress_deadline(
+async def test_no_data_holds_the_weight_then_rolls_back_at_the_no_data_limit(
     emulator: CoalmineEmulator, prom: ScriptedPrometheus, history: History
 ) -> None:
-    setup(emulator, "podinfo", progressDeadlineSeconds=4)
+    # A 4 s deadline and 1 s looks: the looks keep happening, so the deadline is not what ends it (Flagger's rule);
+    # four no-data looks in a row are (noDataLimit).
+    setup(emulator, "podinfo", progressDeadlineSeconds=4, analysis={"noDataLimit": 4})
     async with operator(emulator, test_config(prom)):
         await wait_phase(emulator, "podinfo", "Initialized")
         prom.script("podinfo", success_rate=None)
@@ -192,9 +194,14 @@ async def test_no_data_holds_the_weight_then_fails_at_the_progress_deadline(
         assert weights_of(emulator, "podinfo") == (75, 25), "no data never moves the weight"
         status = await wait_phase(emulator, "podinfo", "Failed", timeout=15)
         await wait_announced(emulator, "podinfo")
-    assert status["failedChecks"] == 0 and status["noDataChecks"] >= 2
+    assert status["failedChecks"] == 0 and status["noDataChecks"] == 4
     assert history.weights("podinfo") == [(100, 0), (75, 25), (100, 0)]
-    assert any("deadline" in note.lower() for _, note in events_of(emulator, "podinfo"))
+    notes = events_of(emulator, "podinfo")
+    assert (
+        "NoData",
+        "Rolling back podinfo: no data for 4 looks in a row (noDataLimit 4): request-success-rate: no data",
+    ) in notes, notes
+    assert not any("deadline" in note.lower() for _, note in notes)
 
 
 async def test_a_revision_change_mid_analysis_restarts_the_analysis(

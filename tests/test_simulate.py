@@ -188,7 +188,9 @@ def test_blue_green_needs_a_load_tester_to_send_the_canary_traffic(tmp_path: Pat
     canary = _canary(tmp_path, "    iterations: 4\n" + COMPARISON)
     code, output = _simulate("-f", canary, "--rps", "100", "--max-duration", "5m")
     assert code == 0, output
-    assert "look noData" in output and "Outcome: undecided" in output  # all traffic stays on the primary
+    # all traffic stays on the primary: the canary sees no requests, and no data never hangs (noDataLimit)
+    assert "look noData" in output
+    assert "NoData: Rolling back shop: no data for 2 looks in a row (noDataLimit 2)" in output
     code, output = _simulate("-f", canary, "--rps", "100", "--load-test-rps", "20")
     counts = [int(n.replace(",", "")) for n in re.findall(r"n=([\d,]+)", output)]
     assert len(counts) == 4 and 4 * 500 < counts[-1] < 4 * 700  # 20 rps for four 30 s looks

@@ -124,22 +124,69 @@ def apply_primary_deployment(
     return result
 
 
+_NODE_PORT_TYPES = frozenset({"NodePort", "LoadBalancer"})
+
+
+def _ports_keeping_node_ports(live_spec: Mapping[str, Any], ports: list[Object]) -> list[Object]:
+    """Our ports, each with the ``nodePort`` the live Service already has for it (same port and protocol), so a
+    NodePort/LoadBalancer entry point keeps the port its clients and load balancer use."""
+    if live_spec.get("type") not in _NODE_PORT_TYPES:
+        return [dict(p) for p in ports]
+    allocated = {
+        (int(p["port"]), str(p.get("protocol") or "TCP")): p["nodePort"]
+        for p in live_spec.get("ports") or ()
+        if p.get("nodePort") is not None and p.get("port") is not None
+    }
+    out = []
+    for port in ports:
+        copy = dict(port)
+        node_port = allocated.get((int(copy["port"]), str(copy.get("protocol") or "TCP")))
+        if node_port is not None:
+            copy["nodePort"] = node_port
+        out.append(copy)
+    return out
+
+
+def _owned_by(live: Mapping[str, Any], canary: Mapping[str, Any]) -> bool:
+    uid = str((canary.get("metadata") or {}).get("uid", ""))
+    refs = (live.get("metadata") or {}).get("ownerReferences") or ()
+    return bool(uid) and any(str(ref.get("uid")) == uid for ref in refs)
+
+
 def _service_merge(live: Mapping[str, Any], desired: Mapping[str, Any]) -> Object:
-    """Ports and selector are Coalmine's (replaced, not merged: a stale selector key would select nothing);
-    server-assigned fields such as ``clusterIP`` are kept."""
+    """A Service Coalmine created: ports and selector are replaced, not merged (a stale selector key would select
+    nothing); ``service.apex/primary/canary`` metadata on top; server-assigned fields such as ``clusterIP`` kept."""
     merged = merge_desired(live, desired)
     merged["spec"]["selector"] = dict(desired["spec"]["selector"])
-    merged["spec"]["ports"] = [dict(p) for p in desired["spec"]["ports"]]
+    merged["spec"]["ports"] = _ports_keeping_node_ports(live.get("spec") or {}, desired["spec"]["ports"])
+    return merged
+
+
+def _takeover_merge(live: Mapping[str, Any], desired: Mapping[str, Any]) -> Object:
+    """A Service the user made (their ``<service>`` taken over as the apex): only selector and ports are ours —
+    Flagger's rule. Its ``type``, ``nodePort``s, ``externalTrafficPolicy``, ``loadBalancer*`` fields, labels and
+    annotations stay exactly as the user has them, so a LoadBalancer/NodePort entry point never goes down."""
+    merged = {k: v for k, v in live.items() if k != "status"}
+    live_spec = dict(live.get("spec") or {})
+    live_spec["selector"] = dict(desired["spec"]["selector"])
+    live_spec["ports"] = _ports_keeping_node_ports(live_spec, desired["spec"]["ports"])
+    merged["spec"] = live_spec
     return merged
 
 
 def apply_services(
     api: KubeApi, namespace: str, spec: CanarySpec, target: Mapping[str, Any], canary: Mapping[str, Any]
 ) -> ServiceSet:
-    """Create/update the apex, primary and canary Services (an existing apex Service is taken over)."""
+    """Create/update the apex, primary and canary Services (an existing apex Service is taken over: see
+    :func:`_takeover_merge`)."""
     services = build_services(spec, target, canary)
-    for service in (services.canary, services.primary, services.apex):
+
+    def apex_merge(live: Mapping[str, Any], desired: Mapping[str, Any]) -> Object:
+        return _service_merge(live, desired) if _owned_by(live, canary) else _takeover_merge(live, desired)
+
+    for service in (services.canary, services.primary):
         create_or_update(api, SERVICES, namespace, service, _service_merge)
+    create_or_update(api, SERVICES, namespace, services.apex, apex_merge)
     return services
 
 

@@ -21,6 +21,7 @@ ERROR_REASONS = frozenset(
         Reason.ROLLBACK_REQUESTED,
         Reason.ABORTED,
         Reason.PROGRESS_DEADLINE_EXCEEDED,
+        Reason.MAX_DURATION_EXCEEDED,
         Reason.PROMOTION_STALLED,
         Reason.TARGET_MISSING,
     }
@@ -61,9 +62,12 @@ NOTIFY_REASONS = (
 """Reasons that notify; every other Event is recorded on the Canary only."""
 
 
-def severity_for(reason: Reason, event_type: EventType = EventType.NORMAL) -> Severity:
-    """Rollback/failure reasons are ``error``; waits, holds and any Warning Event are ``warn``; the rest ``info``."""
-    if reason in ERROR_REASONS:
+def severity_for(reason: Reason, event_type: EventType = EventType.NORMAL, phase: str = "") -> Severity:
+    """Rollback/failure reasons are ``error``; waits, holds and any Warning Event are ``warn``; the rest ``info``.
+
+    ``phase`` is the phase written with the Event: a ``NoData`` Event is a warning while the rollout holds, and an
+    error when it is the rollback at ``noDataLimit`` (phase ``Failed``)."""
+    if reason in ERROR_REASONS or (reason is Reason.NO_DATA and phase == "Failed"):
         return Severity.ERROR
     if reason in WARN_REASONS or event_type == EventType.WARNING:
         return Severity.WARN

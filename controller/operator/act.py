@@ -23,6 +23,7 @@ from controller.kube.meta import primary_name
 from controller.kube.objects import pod_template_hash
 from controller.rollout.decision import (
     Action,
+    ConvergeObjects,
     Initialize,
     PromotePrimary,
     ReleaseFinalizer,
@@ -63,6 +64,10 @@ def act(
             apply_primary_deployment(api, namespace, target, spec, canary, tracked)
             apply_primary_hpa(api, namespace, spec, canary)
             apply_services(api, namespace, spec, target, canary)
+            router.reconcile(spec, canary)
+        elif isinstance(action, ConvergeObjects):
+            if target is not None:
+                apply_services(api, namespace, spec, target, canary)
             router.reconcile(spec, canary)
         elif isinstance(action, ScaleCanary):
             replicas = canary_replicas(api, namespace, spec) if action.up else 0

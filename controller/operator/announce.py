@@ -35,6 +35,7 @@ from controller.notify.severity import alerts_for, is_muted, is_notable, severit
 from controller.operator.context import OperatorContext
 from controller.operator.looks import decode_secret
 from controller.rollout.decision import Event
+from controller.rollout.messages import MESSAGE_LIMIT, bounded, is_cut
 from controller.rollout.outbox import OUTBOX_KEY, entry_id
 from controller.rollout.spec import CanarySpec, HookType, WebhookSpec
 from controller.rollout.status import CanaryStatus
@@ -90,11 +91,21 @@ def record_events(
 def record_event(ctx: OperatorContext, canary: Mapping[str, Any], event: Event, name: str | None = None) -> bool:
     """Record one Event (blocking-style), named ``name`` if given. True if it is recorded now or was
     already (409: an earlier run recorded it); False if the API refused it (logged, never fatal)."""
+    if is_cut(event.message):
+        meta = canary.get("metadata") or {}
+        log.warning(
+            "%s/%s: Event %s cut to %d bytes; full text: %s",
+            meta.get("namespace"),
+            meta.get("name"),
+            event.reason,
+            MESSAGE_LIMIT,
+            event.message,
+        )
     try:
         body = build_event(
             canary,
             reason=event.reason.value,
-            note=event.message,
+            note=bounded(event.message),
             action=event.reason.value,
             type_=event.type.value,
             now=datetime.now(UTC),
@@ -213,7 +224,7 @@ async def deliver(
         )
         sends.append(run_hooks(event_hooks, payload, client=ctx.http, secret=ctx.config.hook_secret))
     if key is not None:
-        severity = severity_for(event.reason, event.type)
+        severity = severity_for(event.reason, event.type, status.phase.value)
         notifiers = await ctx.blocking(_notifiers, ctx, namespace, spec, severity)
         if notifiers:
             message = Notification(

@@ -55,7 +55,7 @@ def gather(api: KubeApi, router: Router, canary: Mapping[str, Any], spec: Canary
     target = api.get(DEPLOYMENTS, namespace, spec.target_ref.name)
     if target is None:
         target_obs = TargetObservation(exists=False)
-        canary_ready = 0.0
+        canary_ready, canary_stalled = 0.0, False
     else:
         target_obs = TargetObservation(
             exists=True,
@@ -63,7 +63,8 @@ def gather(api: KubeApi, router: Router, canary: Mapping[str, Any], spec: Canary
             tracked_configs=read_tracked_configs(api, namespace, target),
             generation=int((target.get("metadata") or {}).get("generation") or 0),
         )
-        canary_ready = readiness(target).percent
+        target_health = readiness(target)
+        canary_ready, canary_stalled = target_health.percent, target_health.stuck
     primary = api.get(DEPLOYMENTS, namespace, primary_name(spec.target_ref.name))
     if primary is None:
         primary_ready, primary_updated, primary_revision = 0.0, False, ""
@@ -79,6 +80,7 @@ def gather(api: KubeApi, router: Router, canary: Mapping[str, Any], spec: Canary
         target=target_obs,
         primary_ready_percent=primary_ready,
         canary_ready_percent=canary_ready,
+        canary_stalled=canary_stalled,
         primary_updated=primary_updated,
         primary_revision=primary_revision,
         routes=None if routes is None else RouteWeights(routes.primary, routes.canary),

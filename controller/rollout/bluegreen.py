@@ -48,6 +48,7 @@ from controller.rollout.machine import (
     suspended,
     terminate,
 )
+from controller.rollout.max_duration import check_max_duration
 from controller.rollout.moves import (
     APPROVED,
     GATE_CONFIRM_PROMOTION,
@@ -155,6 +156,8 @@ def _run(tick: Tick, spec: BlueGreenSpec) -> None:
     _RULES[tick.status.phase](tick, spec)
     if tick.status.progress_time != tick.now:
         _check_deadline(tick, spec)
+    wait = person_wait(spec, tick.status, tick.now)
+    check_max_duration(tick, None if wait is None else wait[0], primary_changed=primary_changed(spec, tick.status))
 
 
 def _check_deadline(tick: Tick, spec: BlueGreenSpec) -> None:

@@ -14,7 +14,7 @@ from controller.rollout.bluegreen_requests import _POST_GATE, MANUAL_SWITCH
 from controller.rollout.bluegreen_spec import BlueGreenSpec
 from controller.rollout.decision import PromotePrimary, Reason, SetWeights
 from controller.rollout.durations import format_duration
-from controller.rollout.looks import _failed_check, _hook_failed, record_look, rollback_requested
+from controller.rollout.looks import _failed_check, _hook_failed, record_look, rollback_requested, rolled_back_stalled
 from controller.rollout.moves import (
     APPROVED,
     GATE_CONFIRM_PROMOTION,
@@ -52,6 +52,8 @@ def _green_ready(tick: Tick) -> bool:
     threshold = tick.spec.analysis.canary_ready_threshold
     ready = tick.obs.canary_ready_percent
     if ready < threshold:
+        if rolled_back_stalled(tick):
+            return False
         tick.hold(
             Hold.CANARY_NOT_READY,
             f"Waiting for green {tick.target} to become ready ({ready:g}% < {threshold}%)",
@@ -63,7 +65,7 @@ def _green_ready(tick: Tick) -> bool:
     return True
 
 
-def _look(tick: Tick) -> tuple[bool, Verdict | None]:
+def _look(tick: Tick, spec: BlueGreenSpec) -> tuple[bool, Verdict | None]:
     """Run the due look: (passed, verdict). A look that did not pass has already acted (hold, check, rollback)."""
     if rollback_requested(tick):
         return False, None
@@ -76,13 +78,15 @@ def _look(tick: Tick) -> tuple[bool, Verdict | None]:
             return False, None
         outcome, reason = verdict.outcome, verdict.reason
         tick.update(judge=dict(verdict.state), evidence=verdict.to_dict())
-    return record_look(tick, outcome, reason), verdict
+    collecting = verdict is not None and verdict.collecting
+    waits = person_wait(spec, tick.status, tick.now) is not None
+    return record_look(tick, outcome, reason, collecting=collecting, person_waits=waits), verdict
 
 
 def _first_look(tick: Tick, spec: BlueGreenSpec) -> None:
     """Pre-rollout hooks with green ready and no traffic yet; then the preview routes go on."""
     failure = _hook_failed(tick, HookType.PRE_ROLLOUT)
-    tick.update(last_analysis_time=tick.now)
+    tick.update(last_analysis_time=tick.now, progress_time=tick.now)
     if failure is not None:
         _failed_check(tick, failure, HookType.PRE_ROLLOUT)
         return
@@ -123,7 +127,7 @@ def pre_promotion(tick: Tick, spec: BlueGreenSpec) -> None:
     if is_first_look(tick.status):
         _first_look(tick, spec)
         return
-    passed, verdict = _look(tick)
+    passed, verdict = _look(tick, spec)
     if not passed:
         return
     run = spec.pre_promotion
@@ -205,7 +209,7 @@ def waiting_promotion(tick: Tick, spec: BlueGreenSpec) -> None:
     if not _green_ready(tick) or tick.status.paused_by_user:
         return
     if look_due(tick.spec, tick.status, tick.now) and not gathering_paused(tick.start):
-        passed, _ = _look(tick)
+        passed, _ = _look(tick, spec)
         if not passed:
             return
         outcome = tick.obs.hooks.get(HookType.CONFIRM_PROMOTION)
@@ -263,7 +267,7 @@ def promoting(tick: Tick, spec: BlueGreenSpec) -> None:
     if post_promotion_running(spec, status):
         if not _green_ready(tick) or not look_due(tick.spec, status, tick.now) or gathering_paused(tick.start):
             return
-        passed, _ = _look(tick)
+        passed, _ = _look(tick, spec)
         if not passed:
             return
         run = spec.post_promotion

@@ -11,9 +11,11 @@ from typing import Any
 
 from controller.rollout.canary_rules import (
     FLAGGER_MIN_INTERVAL_S,
+    _check_ab_match,
     _check_metrics,
     _check_refs,
     _check_service,
+    _check_tcp,
     _check_unique_names,
     _check_webhooks,
 )
@@ -37,7 +39,18 @@ def check_bluegreen(document: Mapping[str, Any], out: Findings) -> None:
         if phase in spec:
             _check_phase(mapping(spec.get(phase)), f"spec.{phase}", interval, out)
     _check_preview(mapping(spec.get("preview")), out)
+    _check_preview_routing(mapping(spec.get("service")), mapping(spec.get("preview")), out)
     _check_promotion(spec, analysis, out)
+
+
+def _check_preview_routing(service: Mapping[str, Any], preview: Mapping[str, Any], out: Findings) -> None:
+    """The Canary's routing rules, for the preview: a TCP service cannot mirror or match (Istio has no place for
+    either on a TCP route), and ``preview.match`` must AND cleanly with ``service.match`` — never widened."""
+    as_analysis = {"match": preview.get("match"), "mirror": preview.get("mirror")}
+    if str(service.get("appProtocol") or "").lower() == "tcp":
+        _check_tcp(service, as_analysis, "spec.preview", out)
+    else:
+        _check_ab_match(service, as_analysis, "spec.preview", out)
 
 
 def _check_analysis(analysis: Mapping[str, Any], out: Findings) -> float:

@@ -21,6 +21,13 @@ class Initialize:
 
 
 @dataclass(frozen=True)
+class ConvergeObjects:
+    """Bring the apex/primary/canary Services and the router's objects (VirtualService, DestinationRules) to what
+    the spec now says — timeouts, retries, headers, CORS, traffic policy, match, apex labels — keeping the live
+    traffic split. Emitted once per spec edit in every phase, so an edit never waits for the next release."""
+
+
+@dataclass(frozen=True)
 class ScaleCanary:
     """Scale the target Deployment up (to its own replicas / HPA minimum) or down to zero."""
 
@@ -63,7 +70,7 @@ class ReleaseFinalizer:
     """The Canary may go: remove Coalmine's finalizer."""
 
 
-Action = Initialize | ScaleCanary | SetWeights | PromotePrimary | RestoreOnDelete | ReleaseFinalizer
+Action = Initialize | ConvergeObjects | ScaleCanary | SetWeights | PromotePrimary | RestoreOnDelete | ReleaseFinalizer
 
 
 class EventType(StrEnum):
@@ -100,6 +107,7 @@ class Reason(StrEnum):
     ROLLBACK_REQUESTED = "RollbackRequested"
     ABORTED = "Aborted"
     PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
+    MAX_DURATION_EXCEEDED = "MaxDurationExceeded"
     PROMOTION_STALLED = "PromotionStalled"
     USER_PAUSED = "UserPaused"
     USER_RESUMED = "UserResumed"

@@ -1,8 +1,10 @@
 """Progressing, WaitingPromotion, Promoting and Finalising: one look per interval, then one move.
 
 A look combines the judge's verdict with the rollout hooks. Its outcome decides: ``rejected`` rolls back at once,
-``fail`` adds a failed check (cumulative for the revision; rollback at ``threshold``), ``noData`` is counted apart and
-never moves anything, and only ``pass`` makes the next move (a step, an iteration, or promotion).
+``fail`` adds a failed check (cumulative for the revision; rollback at ``threshold``), ``noData`` never moves
+anything and rolls back after ``noDataLimit`` looks in a row, and only ``pass`` makes the next move (a step, an
+iteration, or promotion). Every recorded look is progress for the progress deadline: a rollout that keeps looking is
+not stalled, whatever the looks say (Flagger's rule; the outcomes have their own limits).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from controller.rollout.moves import (
     elapsed,
     gathering_paused,
     has_hooks,
+    human_wait,
     is_first_look,
     look_due,
     needs_verdict,
@@ -41,6 +44,8 @@ def analyse(tick: Tick) -> None:
     """Progressing / WaitingPromotion: wait for a ready canary, then run the look if one is due."""
     spec, obs = tick.spec, tick.obs
     if obs.canary_ready_percent < spec.analysis.canary_ready_threshold:
+        if rolled_back_stalled(tick):
+            return
         tick.hold(
             Hold.CANARY_NOT_READY,
             f"Waiting for {tick.target} to become ready "
@@ -58,6 +63,20 @@ def analyse(tick: Tick) -> None:
     if tick.status.paused_by_user or not look_due(spec, tick.status, tick.now) or not gathered:
         return
     _look(tick)
+
+
+def rolled_back_stalled(tick: Tick) -> bool:
+    """Flagger's readiness rule: a canary whose Deployment reports ``ProgressDeadlineExceeded`` will not become
+    ready by waiting longer, so it is rolled back now (True) instead of at our own deadline."""
+    if not tick.obs.canary_stalled:
+        return False
+    rollback(
+        tick,
+        Reason.PROGRESS_DEADLINE_EXCEEDED,
+        f"Rolling back {tick.target}: Deployment {tick.target} exceeded its progress deadline "
+        f"({tick.obs.canary_ready_percent:g}% ready)",
+    )
+    return True
 
 
 def _hook_failed(tick: Tick, hook_type: HookType) -> str | None:
@@ -80,28 +99,51 @@ def rollback_requested(tick: Tick) -> bool:
     return True
 
 
-def record_look(tick: Tick, outcome: Outcome, reason: str) -> bool:
+def record_look(
+    tick: Tick, outcome: Outcome, reason: str, *, collecting: bool = False, person_waits: bool = False
+) -> bool:
     """Record a look (verdict outcome combined with the ``rollout`` hooks) and act on a look that did not pass:
-    rejected rolls back, fail counts a failed check, noData holds and is counted apart. True if it passed."""
+    rejected rolls back, fail counts a failed check, noData holds and counts the no-data looks in a row (a look
+    with data resets the count), rolling back at ``noDataLimit``. True if it passed.
+
+    ``collecting``: the judge had requests but not yet ``minRequests`` — it holds like no data, but data arrived.
+    ``person_waits``: a person holds the rollout (a pause, a gate); no data then never rolls back — they decide."""
     failure = _hook_failed(tick, HookType.ROLLOUT)
     hook: HookType | None = None
     if failure is not None and _SEVERITY[outcome] < _SEVERITY[Outcome.FAIL]:
         outcome, reason, hook = Outcome.FAIL, failure, HookType.ROLLOUT
-    tick.update(last_analysis_time=tick.now)
+    tick.update(last_analysis_time=tick.now, progress_time=tick.now)
+    if outcome is Outcome.NO_DATA and not collecting:
+        _no_data(tick, reason, person_waits=person_waits)
+        return False
+    tick.update(no_data_checks=0)
+    if outcome is Outcome.NO_DATA:
+        tick.hold(Hold.NO_DATA, f"Halt {tick.target} advancement: {reason}")
+        return False
     if outcome is Outcome.REJECTED:
         rollback(tick, Reason.COMPARISON_REJECTED, f"Rolling back {tick.target}: {reason}")
         return False
     if outcome is Outcome.FAIL:
         _failed_check(tick, reason, hook)
         return False
-    if outcome is Outcome.NO_DATA:
-        count = tick.status.no_data_checks + 1
-        message = f"Halt {tick.target} advancement: no data ({reason}); no-data checks {count}"
-        tick.update(no_data_checks=count)
-        tick.warn(Reason.NO_DATA, message)
-        tick.update(hold=Hold.NO_DATA, message=message)
-        return False
     return True
+
+
+def _no_data(tick: Tick, reason: str, *, person_waits: bool) -> None:
+    """Never a pass, never a hang: ``noDataLimit`` no-data looks in a row roll back with reason ``NoData``."""
+    count = tick.status.no_data_checks + 1
+    limit = tick.spec.analysis.no_data_limit
+    tick.update(no_data_checks=count)
+    if count >= limit and not person_waits:
+        rollback(
+            tick,
+            Reason.NO_DATA,
+            f"Rolling back {tick.target}: no data for {count} looks in a row (noDataLimit {limit}): {reason}",
+        )
+        return
+    message = f"Halt {tick.target} advancement: no data ({reason}); no-data looks in a row {count}/{limit}"
+    tick.warn(Reason.NO_DATA, message)
+    tick.update(hold=Hold.NO_DATA, message=message)
 
 
 def _look(tick: Tick) -> None:
@@ -111,7 +153,7 @@ def _look(tick: Tick) -> None:
     verdict: Verdict | None = None
     if is_first_look(tick.status):
         failure = _hook_failed(tick, HookType.PRE_ROLLOUT)
-        tick.update(last_analysis_time=tick.now)
+        tick.update(last_analysis_time=tick.now, progress_time=tick.now)
         if failure is not None:
             _failed_check(tick, failure, HookType.PRE_ROLLOUT)
             return
@@ -128,7 +170,9 @@ def _look(tick: Tick) -> None:
                 return
             outcome, reason = verdict.outcome, verdict.reason
             tick.update(judge=dict(verdict.state), evidence=verdict.to_dict())
-        if not record_look(tick, outcome, reason):
+        collecting = verdict is not None and verdict.collecting
+        waits = human_wait(spec, tick.status, tick.now) is not None
+        if not record_look(tick, outcome, reason, collecting=collecting, person_waits=waits):
             return
     _advance(tick, verdict)
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from controller.rollout.conditions import derive_conditions
 from controller.rollout.decision import (
+    ConvergeObjects,
     Decision,
     Initialize,
     Reason,
@@ -28,6 +29,7 @@ from controller.rollout.decision import (
 )
 from controller.rollout.durations import format_duration
 from controller.rollout.looks import analyse, finalising, promoting
+from controller.rollout.max_duration import check_max_duration, track_waits
 from controller.rollout.moves import (
     APPROVED,
     DONE,
@@ -131,10 +133,16 @@ def _run(tick: Tick) -> None:
         tick.update(hold=None)
     _detect_revision(tick)
     handle_request(tick)
+    finishing = tick.status.phase is Phase.FINALISING
     _PHASE_RULES[tick.status.phase](tick)
+    if finishing and tick.status.phase is Phase.SUCCEEDED:
+        # A revision that arrived while the primary was being promoted starts now, not a tick later: the status
+        # never shows Ready for a release that is not what the target asks for.
+        _detect_revision(tick)
     # Checked after the phase's rule, so a late tick that does make progress is not punished for being late.
     if tick.status.progress_time != tick.now:
         _check_canary_deadline(tick)
+    check_max_duration(tick, human_wait(tick.spec, tick.status, tick.now), primary_changed=False)
 
 
 def _check_canary_deadline(tick: Tick) -> None:
@@ -186,13 +194,26 @@ def _detect_revision(tick: Tick) -> None:
     if status.phase is Phase.FAILED and not status.last_promoted_spec:
         tick.enter(Phase.INITIALIZING, Reason.INITIALIZING, f"New revision of {tick.target}; initializing again")
         return
+    # A revert brings back exactly what the primary runs: its pod template *and* its tracked configs.
+    reverted = revision == status.last_promoted_spec and configs == dict(status.promoted_configs)
+    if reverted and status.phase in ANALYSING:
+        # Someone took the release back mid-rollout: there is nothing to analyse, the primary already runs it.
+        reset_for_revision(tick, keep_approval=False)
+        tick.update(paused_by_user=False, gates={GATE_POST_ROLLOUT: PENDING})
+        tick.act(SetWeights(100, 0), ScaleCanary(up=False))
+        tick.enter(
+            Phase.SUCCEEDED,
+            Reason.REVERT_DETECTED,
+            f"{tick.target} was reverted to the last promoted revision during the rollout: all traffic back on "
+            f"{tick.target}-primary, canary scaled down, no analysis",
+            warning=True,
+        )
+        return
     if status.phase in ANALYSING:
         start_progressing(
             tick, Reason.ANALYSIS_RESTARTED, f"New revision detected! Restarting analysis for {tick.target}"
         )
         return
-    # A revert brings back exactly what the primary runs: its pod template *and* its tracked configs.
-    reverted = revision == status.last_promoted_spec and configs == dict(status.promoted_configs)
     if reverted:
         reset_for_revision(tick, keep_approval=False)
         tick.enter(
@@ -216,6 +237,11 @@ def _detect_revision(tick: Tick) -> None:
 
 def check_deadline(tick: Tick, wait: Hold | None, *, primary_changed: bool) -> None:
     """Roll back (or fail the initialization) once nothing has progressed for the deadline.
+
+    Flagger's rule: *progress* is a phase change, a move, or a recorded look (whatever its outcome), so the deadline
+    ends a rollout whose workload does not become ready or whose looks stopped happening — never a healthy analysis
+    that keeps looking (failed checks, no data and the judge have their own limits; ``analysis.maxDuration`` bounds
+    the whole rollout if a team wants that).
 
     ``wait``: the person the rollout waits for (:func:`~controller.rollout.moves.human_wait`); the deadline does not
     run then. ``primary_changed``: the primary already has the promoted template, so a rollback would route all
@@ -381,6 +407,7 @@ def finish(tick: Tick, wait: Hold | None, wait_text: str, desired: SetWeights | 
     """Bookkeeping every tick shares (Canary and BlueGreen): freeze the deadline and show the wait while a person
     is awaited, heal drifted routes towards ``desired``, derive the conditions."""
     status, obs = tick.status, tick.obs
+    track_waits(tick, wait)
     if wait is not None:
         tick.update(progress_time=tick.now)
         # A look during the wait rewrites the hold; the wait is still what holds the rollout, so show it first.
@@ -401,10 +428,28 @@ def finish(tick: Tick, wait: Hold | None, wait_text: str, desired: SetWeights | 
                 f"restoring {desired.primary}/{desired.canary}",
             )
     generation = obs.generation or tick.status.observed_generation
+    _converge_spec_edits(tick, generation)
     tick.update(
         observed_generation=generation,
         conditions=derive_conditions(tick.status, tick.now, generation),
     )
+
+
+_NO_CONVERGE = frozenset({Phase.INITIALIZING, Phase.TERMINATING, Phase.TERMINATED})
+
+
+def _converge_spec_edits(tick: Tick, generation: int) -> None:
+    """A spec edit reaches the Services and router objects in the tick that sees it, whatever the phase (Succeeded
+    included), instead of at the next release; ``Initialize`` already builds them from the current spec."""
+    if tick.obs.deleting or generation == tick.status.applied_generation:
+        return
+    if any(isinstance(action, Initialize) for action in tick.actions):
+        tick.update(applied_generation=generation)
+        return
+    if tick.status.phase in _NO_CONVERGE or not tick.status.last_promoted_spec:
+        return
+    tick.act(ConvergeObjects())
+    tick.update(applied_generation=generation)
 
 
 _PHASE_RULES: dict[Phase, Callable[[Tick], None]] = {

@@ -65,11 +65,14 @@ class Observations:
     the router object is missing. ``verdict`` is present only when the operator ran the analysis for this look
     (see :func:`controller.rollout.machine.plan`); ``hooks`` holds the outcome of each hook type it ran.
     ``generation`` is the Canary's ``metadata.generation``; ``deleting`` is True once it has a deletion timestamp.
+    ``canary_stalled``: the target Deployment's own ``Progressing`` condition says ``ProgressDeadlineExceeded`` —
+    Flagger treats that as final (no retry), and so does the engine.
     """
 
     target: TargetObservation = field(default_factory=TargetObservation)
     primary_ready_percent: float = 0.0
     canary_ready_percent: float = 0.0
+    canary_stalled: bool = False
     primary_updated: bool = False
     primary_revision: str = ""
     routes: RouteWeights | None = None

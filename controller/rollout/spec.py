@@ -195,6 +195,8 @@ class AnalysisSpec:
 
     interval_s: float = 60.0
     threshold: int = 1
+    no_data_limit: int = 1
+    max_duration_s: float | None = None
     max_weight: int | None = None
     step_weight: int | None = None
     step_weights: tuple[int, ...] = ()
@@ -402,6 +404,9 @@ def parse_analysis(raw: Mapping[str, Any]) -> AnalysisSpec:
     return AnalysisSpec(
         interval_s=_seconds(raw.get("interval"), 60.0),
         threshold=int(raw.get("threshold", 1)),
+        # No data is its own outcome; by default it may last as many looks as failed checks may add up to.
+        no_data_limit=int(raw.get("noDataLimit", raw.get("threshold", 1))),
+        max_duration_s=None if raw.get("maxDuration") is None else parse_duration(str(raw["maxDuration"])),
         max_weight=raw.get("maxWeight"),
         step_weight=raw.get("stepWeight"),
         step_weights=tuple(int(w) for w in raw.get("stepWeights") or ()),

@@ -113,6 +113,10 @@ class CanaryStatus:
     ``confirm-traffic-increase/<k>``, ``post-rollout``); it is cleared when a new revision starts.
     ``tracked_configs`` are the config checksums of the revision last seen, ``promoted_configs`` those the primary
     runs (with ``last_promoted_spec``): only a return to both is a revert.
+    ``applied_generation`` is the Canary generation whose spec the Services and router objects were last brought to
+    (``observed_generation`` only says the engine saw it; a suspended Canary sees an edit but applies it on resume).
+    ``rollout_start_time`` is when the revision's rollout began, moved forward by every wait for a person once it
+    ends (``wait_start_time`` is when the current one began), so ``analysis.maxDuration`` counts automated time only.
     """
 
     phase: Phase = Phase.INITIALIZING
@@ -130,7 +134,10 @@ class CanaryStatus:
     last_analysis_time: float | None = None
     step_start_time: float | None = None
     progress_time: float | None = None
+    rollout_start_time: float | None = None
+    wait_start_time: float | None = None
     observed_generation: int = 0
+    applied_generation: int = 0
     conditions: tuple[Condition, ...] = ()
     judge: Mapping[str, Any] = field(default_factory=dict)
     evidence: Mapping[str, Any] = field(default_factory=dict)
@@ -179,7 +186,10 @@ class CanaryStatus:
             last_analysis_time=_time_or_none(raw.get("lastAnalysisTime")),
             step_start_time=_time_or_none(raw.get("stepStartTime")),
             progress_time=_time_or_none(raw.get("progressTime")),
+            rollout_start_time=_time_or_none(raw.get("rolloutStartTime")),
+            wait_start_time=_time_or_none(raw.get("waitStartTime")),
             observed_generation=int(raw.get("observedGeneration") or 0),
+            applied_generation=int(raw.get("appliedGeneration") or 0),
             conditions=tuple(Condition.from_dict(c) for c in raw.get("conditions") or ()),
             judge=dict(raw.get("judge") or {}),
             evidence=dict(raw.get("evidence") or {}),
@@ -209,7 +219,10 @@ class CanaryStatus:
             "lastAnalysisTime": _time_out(self.last_analysis_time),
             "stepStartTime": _time_out(self.step_start_time),
             "progressTime": _time_out(self.progress_time),
+            "rolloutStartTime": _time_out(self.rollout_start_time),
+            "waitStartTime": _time_out(self.wait_start_time),
             "observedGeneration": self.observed_generation,
+            "appliedGeneration": self.applied_generation,
             "conditions": [c.to_dict() for c in self.conditions],
             "judge": dict(self.judge),
             "evidence": dict(self.evidence),

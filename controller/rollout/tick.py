@@ -19,6 +19,7 @@ from controller.rollout.decision import (
     ScaleCanary,
     SetWeights,
 )
+from controller.rollout.messages import bounded
 from controller.rollout.moves import (
     GATE_CONFIRM_ROLLOUT,
     GATE_POST_ROLLOUT,
@@ -53,6 +54,9 @@ class Tick:
         self.actions.extend(actions)
 
     def update(self, **changes: Any) -> None:
+        if "message" in changes:
+            # status.message and the conditions stay small (one copy of a failure, ≤ 1 KB); Events get the full text
+            changes["message"] = bounded(changes["message"])
         self.status = _evolve(self.status, changes)
 
     def note(self, reason: Reason, message: str) -> None:
@@ -138,6 +142,8 @@ def reset_for_revision(tick: Tick, *, keep_approval: bool) -> None:
         evidence={},
         gates=gates,
         promote_full=False,
+        rollout_start_time=tick.now,
+        wait_start_time=None,
     )
 
 
