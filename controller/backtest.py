@@ -24,10 +24,11 @@ from analysis.providers.queries import (
     prom_duration,
     render_template,
 )
+from analysis.providers.querysets import QuerySetName
 from analysis.samples import Look
 from controller.rollout.durations import DurationError, parse_duration
 from controller.rollout.judging import policy_from_spec
-from controller.rollout.spec import CanarySpec, MetricSpec
+from controller.rollout.spec import CanarySpec, MetricSpec, metrics_query_set
 from controller.simulation import Routing
 
 TemplateKey = tuple[str, str]  # (namespace, name)
@@ -134,6 +135,7 @@ class LookPlan:
     compared: Mapping[str, tuple[str, str]]
     counts: bool
     slow_threshold_ms: float | None
+    query_set: QuerySetName = QuerySetName.ISTIO
 
 
 def plan_looks(spec: CanarySpec, identity: CanaryIdentity, templates: Mapping[TemplateKey, str]) -> LookPlan:
@@ -158,7 +160,7 @@ def plan_looks(spec: CanarySpec, identity: CanaryIdentity, templates: Mapping[Te
             raise BacktestError(f"metric {metric.name!r}: {error}") from error
     counts = policy.error_rate is not None or policy.latency is not None
     slow = policy.latency.slow_threshold_ms if policy.latency is not None else None
-    return LookPlan(thresholds, compared, counts, slow)
+    return LookPlan(thresholds, compared, counts, slow, QuerySetName(metrics_query_set(spec) or QuerySetName.ISTIO))
 
 
 class PrometheusLooks:
@@ -182,5 +184,7 @@ class PrometheusLooks:
             compared=self.plan.compared,
             counts=self.plan.counts,
             slow_threshold_ms=self.plan.slow_threshold_ms,
+            query_set=self.plan.query_set,
+            service=self.identity.service,
         )
         return collect_look(self.provider, request)

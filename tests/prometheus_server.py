@@ -140,8 +140,42 @@ def openmetrics(start: int) -> str:
             lines += _series("istio_request_duration_milliseconds_bucket", _labels(**base, le=le), rate, start)
         lines += _series("istio_request_duration_milliseconds_count", _labels(**base), arm.total_rate, start)
         lines += _series("istio_request_duration_milliseconds_sum", _labels(**base), arm.total_rate * 200, start)
+    lines += _envoy_series(start)
     lines.append("# EOF")
     return "\n".join(lines) + "\n"
+
+
+ENVOY_PORT = "9898"
+
+
+def _envoy_cluster(service: str, namespace: str = NAMESPACE) -> str:
+    """Contour's stat name for a backend Service's cluster: ``<namespace>_<service>_<port>``."""
+    return f"{namespace}_{service}_{ENVOY_PORT}"
+
+
+def _envoy_series(start: int) -> list[str]:
+    """The same two arms as Envoy upstream cluster statistics (the ``envoy`` query set), plus decoys."""
+    lines = ["# HELP envoy_cluster_upstream_rq Upstream requests by code.", "# TYPE envoy_cluster_upstream_rq gauge"]
+    clusters = ((CANARY, _envoy_cluster(TARGET + "-canary")), (PRIMARY, _envoy_cluster(TARGET + "-primary")))
+    for arm, cluster in clusters:
+        for code, rate in (("200", arm.ok_rate), ("503", arm.error_rate)):
+            labels = _labels(envoy_cluster_name=cluster, envoy_response_code=code)
+            lines += _series("envoy_cluster_upstream_rq", labels, rate, start)
+    # Decoys: another service whose name starts like ours, and our name in another namespace.
+    for cluster in (_envoy_cluster(TARGET + "x-canary"), _envoy_cluster(TARGET + "-canary", "other")):
+        lines += _series(
+            "envoy_cluster_upstream_rq", _labels(envoy_cluster_name=cluster, envoy_response_code="503"), 50.0, start
+        )
+    lines += ["# HELP envoy_cluster_upstream_rq_time Upstream time.", "# TYPE envoy_cluster_upstream_rq_time histogram"]
+    for arm, cluster in clusters:
+        for le in [*LE_LABELS, "+Inf"]:
+            rate = arm.total_rate if le == "+Inf" else arm.bucket_rate(_le_value(le))
+            labels = _labels(envoy_cluster_name=cluster, le=le)
+            lines += _series("envoy_cluster_upstream_rq_time_bucket", labels, rate, start)
+        labels = _labels(envoy_cluster_name=cluster)
+        lines += _series("envoy_cluster_upstream_rq_time_count", labels, arm.total_rate, start)
+        lines += _series("envoy_cluster_upstream_rq_time_sum", labels, arm.total_rate * 200, start)
+    return lines
 
 
 def _ensure_installed() -> None:

@@ -48,6 +48,7 @@ from analysis.providers.queries import (
     render_template,
     slow_bucket,
 )
+from analysis.providers.querysets import QUERY_SETS, Arms, QuerySetName, query_set
 
 if TYPE_CHECKING:
     from prometheus_server import AuthProxy, RecordedPrometheus
@@ -166,6 +167,57 @@ def test_builtin_success_rate_and_p99_for_the_canary(prometheus: PrometheusProvi
     expected_rate = 100 * rec.canary.ok_rate / rec.canary.total_rate
     assert look.thresholds["request-success-rate"].value == pytest.approx(expected_rate)
     assert look.thresholds["request-duration"].value == pytest.approx(_canary_p99(rec))
+
+
+@pytest.mark.prometheus
+def test_the_envoy_query_set_counts_the_same_arms_from_upstream_cluster_stats(
+    prometheus: PrometheusProvider, rec: RecordedPrometheus
+) -> None:
+    """The ``envoy`` set (Contour's ``<namespace>_<service>_<port>`` clusters) reads what the Istio set reads;
+    a service whose name merely starts like ours, and our name in another namespace, are not counted."""
+    end = _middle(rec)
+    request = LookRequest(
+        rec.namespace,
+        rec.target,
+        end - WINDOW_S,
+        end,
+        counts=True,
+        slow_threshold_ms=300,
+        query_set=QuerySetName.ENVOY,
+        service=rec.target,
+    )
+    look = collect_look(prometheus, request)
+    assert look.counts_error is None
+    for arm, counts in ((rec.canary, look.canary), (rec.primary, look.primary)):
+        assert counts.requests == pytest.approx(arm.total_rate * WINDOW_S)
+        assert counts.errors == pytest.approx(arm.error_rate * WINDOW_S)
+        assert counts.slow == pytest.approx((arm.total_rate - arm.bucket_rate(500)) * WINDOW_S)
+    thresholds = {
+        "request-success-rate": BuiltinMetric(BuiltinName.REQUEST_SUCCESS_RATE),
+        "request-duration": BuiltinMetric(BuiltinName.REQUEST_DURATION, interval_s=120),
+    }
+    envoy = collect_look(
+        prometheus,
+        LookRequest(rec.namespace, rec.target, end - 60, end, thresholds=thresholds, query_set=QuerySetName.ENVOY),
+    )
+    assert envoy.thresholds["request-success-rate"].value == pytest.approx(
+        100 * rec.canary.ok_rate / rec.canary.total_rate
+    )
+    assert envoy.thresholds["request-duration"].value == pytest.approx(_canary_p99(rec))
+
+
+def test_the_query_sets_select_arms_by_their_own_labels() -> None:
+    arms = Arms("shop", "podinfo", "web")
+    envoy, istio = QUERY_SETS[QuerySetName.ENVOY], QUERY_SETS[QuerySetName.ISTIO]
+    assert envoy.arm({"envoy_cluster_name": "shop_web-canary_80"}, arms) == "canary"
+    assert envoy.arm({"envoy_cluster_name": "shop_web-primary_80"}, arms) == "primary"
+    assert envoy.arm({"envoy_cluster_name": "shop_web-canary_"}, arms) is None
+    assert envoy.arm({"envoy_cluster_name": "shop_webx-canary_80"}, arms) is None
+    assert istio.arm({"destination_workload": "podinfo-primary"}, arms) == "primary"
+    assert envoy.is_server_error({"envoy_response_code": "503"})
+    assert not istio.is_server_error({"envoy_response_code": "503"})
+    with pytest.raises(ValueError, match="unknown query set 'linkerd'; known: istio, envoy"):
+        query_set("linkerd")
 
 
 @pytest.mark.prometheus

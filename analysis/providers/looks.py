@@ -21,16 +21,13 @@ from analysis.providers.counting import BASELINE_LOOKBACK_S, Series, boundaries,
 from analysis.providers.queries import (
     ISTIO_DURATION_BUCKETS_MS,
     PRIMARY_SUFFIX,
-    WORKLOAD_LABEL,
     BuiltinMetric,
     baseline_query,
-    builtin_query,
     is_infinite_le,
-    requests_selector,
     slow_bucket,
-    slow_buckets_selector,
     window_query,
 )
+from analysis.providers.querysets import CANARY, PRIMARY, Arms, QuerySetName, query_set
 from analysis.samples import ArmCounts, ArmValues, Look, ThresholdValue
 
 ThresholdQuery = str | BuiltinMetric
@@ -44,6 +41,8 @@ class LookRequest:
     ``compared``: metric name → (canary query, primary query), the template rendered once per arm.
     ``counts``: fetch per-arm requests and 5xx for the comparison; ``slow_threshold_ms`` (needs ``counts``): also
     the per-arm count of requests slower than the histogram bucket :func:`slow_bucket` picks for it.
+    ``query_set`` names the data plane's metrics (:mod:`analysis.providers.querysets`); ``service`` is the apex
+    Service (default: the target's name), which the ``envoy`` set's cluster names use.
     """
 
     namespace: str
@@ -55,6 +54,8 @@ class LookRequest:
     counts: bool = False
     slow_threshold_ms: float | None = None
     buckets_ms: tuple[float, ...] = ISTIO_DURATION_BUCKETS_MS
+    query_set: QuerySetName = QuerySetName.ISTIO
+    service: str = ""
 
     def __post_init__(self) -> None:
         if self.end <= self.start:
@@ -69,6 +70,10 @@ class LookRequest:
     @property
     def primary_workload(self) -> str:
         return self.target + PRIMARY_SUFFIX
+
+    @property
+    def arms(self) -> Arms:
+        return Arms(self.namespace, self.target, self.service or self.target)
 
 
 def tick_windows(start: float, end: float, step_s: float) -> Iterator[tuple[float, float]]:
@@ -88,7 +93,7 @@ def tick_windows(start: float, end: float, step_s: float) -> Iterator[tuple[floa
 def _threshold(provider: MetricProvider, request: LookRequest, query: ThresholdQuery) -> ThresholdValue:
     try:
         if isinstance(query, BuiltinMetric):
-            query = builtin_query(query.name, request.namespace, request.target, query.interval_s)
+            query = query_set(request.query_set).builtin(query.name, request.arms, query.interval_s)
         result = provider.run_query(query, at=request.end)
     except (ProviderError, ValueError) as exc:
         return ThresholdValue(error=str(exc))
@@ -121,46 +126,41 @@ def _read(provider: MetricProvider, selector: str, request: LookRequest) -> tupl
     return baseline, window
 
 
-def _workload(labels: Mapping[str, str]) -> str | None:
-    return labels.get(WORKLOAD_LABEL)
-
-
-def _server_error(labels: Mapping[str, str]) -> str | None:
-    """Flagger's ``response_code=~"5.*"`` (a fully anchored regex: the code starts with 5)."""
-    return labels.get(WORKLOAD_LABEL) if labels.get("response_code", "").startswith("5") else None
-
-
 def _counts(provider: MetricProvider, request: LookRequest) -> tuple[ArmCounts, ArmCounts]:
     """Per-arm counts, all or nothing: a partial set (say, requests without slow counts) raises."""
-    ns, target = request.namespace, request.target
-    arms = (target, request.primary_workload)
-    selector = requests_selector(ns, target)
+    queries, arms = query_set(request.query_set), request.arms
+
+    def arm(labels: Mapping[str, str]) -> str | None:
+        return queries.arm(labels, arms)
+
+    def server_error(labels: Mapping[str, str]) -> str | None:
+        return queries.arm(labels, arms) if queries.is_server_error(labels) else None
+
+    selector = queries.requests_selector(arms)
     baseline, window = _read(provider, selector, request)
-    requests = counts_by(baseline, window, _workload)
-    errors = counts_by(baseline, window, _server_error)
+    requests = counts_by(baseline, window, arm)
+    errors = counts_by(baseline, window, server_error)
     slow: Mapping[str, float] = {}
     if request.slow_threshold_ms is not None:
         boundary = slow_bucket(request.slow_threshold_ms, request.buckets_ms)
-        selector = slow_buckets_selector(ns, target, request.slow_threshold_ms, request.buckets_ms)
+        selector = queries.slow_buckets_selector(arms, request.slow_threshold_ms)
         baseline, window = _read(provider, selector, request)
 
         def bucket(infinite: bool) -> Callable[[Mapping[str, str]], str | None]:
-            return lambda labels: _workload(labels) if is_infinite_le(labels.get("le", "")) == infinite else None
+            return lambda labels: arm(labels) if is_infinite_le(labels.get("le", "")) == infinite else None
 
         total, fast = counts_by(baseline, window, bucket(True)), counts_by(baseline, window, bucket(False))
-        for workload in arms:
-            if _arm(requests, workload) > 0 and workload not in fast:
+        names = {CANARY: request.target, PRIMARY: request.primary_workload}
+        for which in (CANARY, PRIMARY):
+            if _arm(requests, which) > 0 and which not in fast:
                 raise ProviderError(
-                    f"no istio_request_duration_milliseconds_bucket with le={boundary:g} for workload "
-                    f"{workload!r} although it served requests (custom histogram buckets?)",
+                    f"no {queries.buckets_metric} with le={boundary:g} for the {which} arm ({names[which]!r}) "
+                    "although it served requests (custom histogram buckets?)",
                     selector,
                 )
-        slow = {workload: total.get(workload, 0.0) - fast.get(workload, 0.0) for workload in fast}
-    canary = ArmCounts(requests=_arm(requests, target), errors=_arm(errors, target), slow=_arm(slow, target))
-    primary_name = request.primary_workload
-    primary = ArmCounts(
-        requests=_arm(requests, primary_name), errors=_arm(errors, primary_name), slow=_arm(slow, primary_name)
-    )
+        slow = {which: total.get(which, 0.0) - fast.get(which, 0.0) for which in fast}
+    canary = ArmCounts(requests=_arm(requests, CANARY), errors=_arm(errors, CANARY), slow=_arm(slow, CANARY))
+    primary = ArmCounts(requests=_arm(requests, PRIMARY), errors=_arm(errors, PRIMARY), slow=_arm(slow, PRIMARY))
     return canary, primary
 
 

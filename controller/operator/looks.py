@@ -24,11 +24,12 @@ from analysis.providers.queries import (
     prom_duration,
     render_template,
 )
+from analysis.providers.querysets import QuerySetName
 from analysis.samples import ArmValues, Look, ThresholdValue
 from controller.kube.api import METRIC_TEMPLATES, SECRETS, KubeApi
 from controller.kube.errors import KubeError
 from controller.operator.context import OperatorContext
-from controller.rollout.spec import CanarySpec, MetricSpec
+from controller.rollout.spec import CanarySpec, MetricSpec, metrics_query_set
 
 ProviderKey = tuple[str, str, str, bool]  # address, secret namespace, secret name, insecureSkipVerify
 
@@ -114,6 +115,8 @@ def build_look(
             compared=group.compared,
             counts=wants_counts,
             slow_threshold_ms=slow if wants_counts else None,
+            query_set=QuerySetName(metrics_query_set(spec) or QuerySetName.ISTIO),
+            service=spec.service.name or spec.target_ref.name,
         )
         try:
             provider = ctx.provider(key[0], _credentials(ctx.api, key), insecure=key[3])

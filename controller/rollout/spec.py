@@ -61,6 +61,7 @@ class ServiceSpec:
     app_protocol: str | None = None
     timeout: str | None = None
     gateways: tuple[str, ...] = ("mesh",)
+    gateway_refs: tuple[Mapping[str, Any], ...] = ()  # Gateway API parentRefs (gatewayapi providers)
     hosts: tuple[str, ...] = ()
     traffic_policy: Mapping[str, Any] | None = None
     match: tuple[Mapping[str, Any], ...] = ()
@@ -197,6 +198,7 @@ class AnalysisSpec:
     threshold: int = 1
     no_data_limit: int = 1
     max_duration_s: float | None = None
+    query_set: str | None = None  # analysis.querySet; None: the provider's own (istio), see metrics_query_set
     max_weight: int | None = None
     step_weight: int | None = None
     step_weights: tuple[int, ...] = ()
@@ -288,6 +290,7 @@ def _parse_service(raw: Mapping[str, Any]) -> ServiceSpec:
         app_protocol=raw.get("appProtocol"),
         timeout=raw.get("timeout"),
         gateways=tuple(raw.get("gateways") or ("mesh",)),
+        gateway_refs=tuple(raw.get("gatewayRefs") or ()),
         hosts=tuple(raw.get("hosts") or ()),
         traffic_policy=raw.get("trafficPolicy"),
         match=tuple(raw.get("match") or ()),
@@ -407,6 +410,7 @@ def parse_analysis(raw: Mapping[str, Any]) -> AnalysisSpec:
         # No data is its own outcome; by default it may last as many looks as failed checks may add up to.
         no_data_limit=int(raw.get("noDataLimit", raw.get("threshold", 1))),
         max_duration_s=None if raw.get("maxDuration") is None else parse_duration(str(raw["maxDuration"])),
+        query_set=None if raw.get("querySet") is None else str(raw["querySet"]),
         max_weight=raw.get("maxWeight"),
         step_weight=raw.get("stepWeight"),
         step_weights=tuple(int(w) for w in raw.get("stepWeights") or ()),
@@ -445,3 +449,13 @@ def parse_canary_spec(spec: Mapping[str, Any]) -> CanarySpec:
         provider=str(spec.get("provider", "istio")),
         metrics_server=spec.get("metricsServer"),
     )
+
+
+DEFAULT_QUERY_SETS = {"istio": "istio"}
+"""A provider's own metrics: Istio's router implies Istio's telemetry. A Gateway API implementation does not say
+which data plane reports the traffic, so a Canary routed by one names its ``analysis.querySet``."""
+
+
+def metrics_query_set(spec: CanarySpec) -> str | None:
+    """The query set the built-in checks and the judge's counts read, or None when it must be named but is not."""
+    return spec.analysis.query_set or DEFAULT_QUERY_SETS.get(spec.provider)
