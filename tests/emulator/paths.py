@@ -14,6 +14,8 @@ from __future__ import annotations
 import aiohttp.web
 from kmock._internal import enums, parsing, references, rendering
 
+from .objects import ApiError
+
 _NAMESPACE_SUBRESOURCES = frozenset({"status", "finalize"})
 
 
@@ -72,3 +74,15 @@ async def parse_request(raw_request: aiohttp.web.BaseRequest, *, id: int) -> ren
         name=k8s.name,
         subresource=k8s.subresource,
     )
+
+
+def check_body_type(request: rendering.Request) -> None:
+    """415 for a body the emulator cannot read: protobuf, which kubectl's typed clients send (``kubectl create
+    namespace``, ``kubectl create configmap``); JSON (and YAML, for server-side apply's own refusal) pass."""
+    content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+    if content_type and "json" not in content_type and "yaml" not in content_type and request.body:
+        raise ApiError(
+            415,
+            "UnsupportedMediaType",
+            f"the body of the request was in an unknown format ({content_type}) - the emulator reads JSON only",
+        )

@@ -69,7 +69,7 @@ _STATUS = frozenset({"status"})
 def builtin_specs() -> list[ResourceSpec]:
     """Built-in kinds the operator and kopf touch, plus Istio and kopf CRDs (schemaless, preserved as written)."""
     specs = [
-        ResourceSpec("", "v1", "namespaces", "Namespace", namespaced=False, subresources=_STATUS),
+        ResourceSpec("", "v1", "namespaces", "Namespace", namespaced=False, subresources=_STATUS, short_names=("ns",)),
         ResourceSpec("", "v1", "services", "Service", subresources=_STATUS, short_names=("svc",)),
         ResourceSpec("", "v1", "configmaps", "ConfigMap", short_names=("cm",)),
         ResourceSpec("", "v1", "secrets", "Secret"),

@@ -7,7 +7,23 @@ and write path, because kmock only deep-merges JSON and we rely on what a real A
 What it does like a real API server
 -----------------------------------
 - **Discovery** of every registered resource (``/api``, ``/apis``, ``/apis/<group>/<version>``), including
-  CustomResourceDefinitions created through the API at run time, so kopf finds and watches them.
+  CustomResourceDefinitions created through the API at run time, so kopf finds and watches them. Short names and
+  categories belong to main resources only (subresources list none; ``deployments/scale`` is an
+  ``autoscaling/v1`` Scale), so ``kubectl get cmc`` and ``kubectl get all`` resolve as on a cluster.
+- **OpenAPI** (:mod:`.openapi`): ``/openapi/v3`` (an index with hashed URLs) and ``/openapi/v3/apis/<g>/<v>``
+  (``/openapi/v3/api/v1``) with each resource's paths and operations (the PATCH operation naming its kind and
+  taking ``fieldValidation``) and component schemas named as upstream: built-in kinds from upstream's 1.35
+  definitions, custom resources from their CRD's ``openAPIV3Schema``; ``/openapi/v2`` as JSON. Rebuilt when a
+  CRD changes. ``/version`` reports v1.35. So real ``kubectl apply`` validates and ``kubectl explain`` works.
+- **Field validation** (:mod:`.fieldcheck`): ``fieldValidation=Strict`` refuses unknown fields with **400**
+  ``strict decoding error: unknown field "spec.x"`` (what kubectl's default ``--validate`` relies on); ``Warn``
+  (the default) answers a ``Warning`` header per unknown field; then unknown fields are pruned as before.
+- **Tables** (:mod:`.tables`): ``Accept: application/json;as=Table;v=v1;g=meta.k8s.io`` on get, list and watch
+  answers a ``meta.k8s.io/v1`` Table: a CRD's ``additionalPrinterColumns`` (``jsonPath`` evaluated, typed,
+  ``date`` as an age, ``priority`` kept for ``-o wide``), reduced upstream printers for a few built-in kinds,
+  ``Name``/``Age`` for the rest; rows carry ``PartialObjectMetadata`` unless ``includeObject`` says otherwise.
+- **dryRun=All** on create, update, patch and delete: validated, defaulted, admitted and answered exactly like
+  the write (conflicts and AlreadyExists included), then thrown away — no object, no resourceVersion, no event.
 - **resourceVersion**: one global counter; every write returns a new one; a no-op write returns the old one
   and emits no watch event. An update or patch carrying a stale ``metadata.resourceVersion`` (or delete
   ``preconditions``) is answered **409 Conflict**; a failed JSON-patch ``test`` is **422**.
@@ -24,7 +40,9 @@ What it does like a real API server
 - **List and watch** with label selectors (``a=b``, ``a!=b``, ``a in (x,y)``, ``a notin (x)``, ``a``, ``!a``),
   field selectors (``metadata.name=x``), ``limit``/``continue``, ``timeoutSeconds``, resumption from a
   ``resourceVersion`` (events replayed from a bounded log; **410 Gone** when it is too old) and
-  ``sendInitialEvents`` bookmarks. Objects whose labels stop (start) matching arrive as DELETED (ADDED).
+  ``sendInitialEvents`` bookmarks. Objects whose labels stop (start) matching arrive as DELETED (ADDED). Watch
+  streams are ``application/json``, one event per line (kubectl refuses ``octet-stream``); with the Table
+  ``Accept`` each object is a one-row Table, column definitions in the first event only (``kubectl get -w``).
 - Several served versions of one resource share storage (Istio's ``v1`` and ``v1beta1``).
 - **Fault injection** (:mod:`.faults`): a seeded fraction of calls answered 500 (not applied), 409 (only where
   a real server could: PUT, resourceVersion-carrying patches, delete preconditions) or a timeout (504 after a
@@ -37,11 +55,17 @@ What it does not do
   stand-in is the Deployment status (:class:`.objects.BuiltinBehaviour`): on create and on every spec change
   a Deployment is reported fully rolled out and ready (opt out with ``deployments_ready=False`` or the
   ``emulator.coalmine.dev/hold-status: "true"`` annotation, then write ``/status`` yourself).
-- No schema validation of built-in kinds beyond metadata (a malformed Deployment is stored as written; tests
-  validate what the operator writes with ``kubernetes-validate``), no CEL rules, no admission webhooks, no
-  server-side apply, no ``deletecollection``, no ``dryRun``, no authentication or RBAC, no protobuf, no
-  managedFields. Namespaces need not exist before objects are created in them, and deleting one does not
-  delete its objects.
+- No schema validation of built-in kinds beyond metadata and unknown fields (a Deployment with a wrong type is
+  stored as written; tests validate what the operator writes with ``kubernetes-validate``), no CEL rules, no
+  admission webhooks, no server-side apply (not advertised in OpenAPI either), no ``deletecollection``, no
+  authentication or RBAC, no managedFields. No protobuf: a protobuf body (``kubectl create namespace``,
+  ``kubectl create configmap`` — kubectl's typed clients) is answered **415**, and ``/openapi/v2`` asked for as
+  protobuf **406**. Field validation skips JSON patches (the real server checks their result). Namespaces need
+  not exist before objects are created in them, and deleting one does not delete its objects.
+- Tables for built-in kinds are reduced (no ``-o wide`` columns; Events get Name/Age, not upstream's columns);
+  OpenAPI operations carry no descriptions of their parameters nor responses beyond 200.
+- ``events.k8s.io/v1`` and core ``v1`` Events are two stores (a real server serves one through both), so
+  ``kubectl describe`` does not show the Events the operator writes through ``events.k8s.io``.
 - Watch bookmarks are only sent for ``sendInitialEvents``; list continue tokens are offsets, not snapshots.
 """
 
@@ -50,6 +74,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
+import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -59,10 +85,12 @@ import attrs
 import kmock
 from kmock._internal import apps, rendering  # the hooks kmock documents for subclassing
 
+from . import dryrun, fieldcheck, tables
 from .faults import FaultInjector, FaultKind
 from .objects import ApiError, BuiltinBehaviour, scale_view
+from .openapi import Documents
 from .patching import MERGE_PATCH
-from .paths import parse_request
+from .paths import check_body_type, parse_request
 from .resources import (
     COALMINE_GROUP,
     COALMINE_KINDS,
@@ -82,10 +110,23 @@ from .selectors import (
     parse_label_selector,
 )
 from .store import Store
-from .watching import Watch, WatchHub, present
+from .watching import Watch, WatchHub, as_tables, present
 
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _VERBS = ("create", "delete", "get", "list", "patch", "update", "watch")
+
+
+_SERVER_VERSION = {
+    "major": "1",
+    "minor": "35",
+    "gitVersion": "v1.35.0-coalmine-emulator",
+    "gitCommit": "0000000000000000000000000000000000000000",
+    "gitTreeState": "clean",
+    "buildDate": "2026-01-01T00:00:00Z",
+    "goVersion": "go1.25.0",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
 
 
 def _has_precondition(request: rendering.Request, method: str) -> bool:
@@ -119,6 +160,8 @@ class CoalmineEmulator(kmock.KubernetesEmulator):
     watches: WatchHub = attrs.field(init=False)
     _results: dict[int, rendering.Payload] = attrs.field(factory=dict, init=False)
     _own_reactions: int = attrs.field(default=0, init=False)
+    _documents: Documents = attrs.field(factory=Documents, init=False)
+    _fields: fieldcheck.FieldValidation = attrs.field(factory=fieldcheck.FieldValidation, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -141,6 +184,7 @@ class CoalmineEmulator(kmock.KubernetesEmulator):
     def register(self, spec: ResourceSpec) -> None:
         """Serve a resource (discovery, storage, watch)."""
         self._specs[spec.key] = spec
+        self._documents.invalidate()
         if spec.storage_key == spec.key or spec.storage_key not in self.store.storage_specs:
             self.store.storage_specs[spec.storage_key] = spec
         self.resources[spec.key] = kmock.ResourceInfo(
@@ -246,6 +290,9 @@ class CoalmineEmulator(kmock.KubernetesEmulator):
         if self.request_log_limit is not None and len(self._requests) > 2 * self.request_log_limit:
             del self._requests[: -self.request_log_limit]
         resource = request.resource
+        path = request.url.path
+        if path == "/version" or path.startswith("/openapi/"):
+            return self._serve_meta(request, path)
         if resource is None or resource.plural is None:  # discovery & non-API paths: kmock's scaffold
             return await apps.RawHandler._handle(self, request)
         key = (
@@ -266,6 +313,8 @@ class CoalmineEmulator(kmock.KubernetesEmulator):
             )
             if fault is not None and not fault.after_write:
                 await self._fail(fault.kind)
+            if method in _WRITE_METHODS and method != "DELETE":
+                check_body_type(request)
             if method in _WRITE_METHODS:
                 self._results[id(request)] = self._write(spec, request, method)
             if fault is not None:
@@ -296,10 +345,34 @@ class CoalmineEmulator(kmock.KubernetesEmulator):
         raise ApiError(500, "InternalError", "Internal error occurred: injected fault")
 
     def _write(self, spec: ResourceSpec, request: rendering.Request, method: str) -> rendering.Payload:
+        """A write as the real server answers it: field validation first, then applied — or, with
+        ``dryRun=All``, computed the same way (admission, defaults, validation, conflicts) and thrown away."""
+        checked = self.store.validate or request.params.get("fieldValidation") == fieldcheck.STRICT
+        warnings = self._fields.check(spec, request, method) if checked else []  # unchecked: the seeded benchmark
+        if not dryrun.requested(request, method):
+            payload = self._apply_write(spec, request, method, register=True)
+        else:
+            namespace = request.namespace if spec.namespaced else None
+            current = self.store.get(spec, namespace, request.name) if request.name else None
+            with dryrun.isolated(self.store):
+                payload = self._apply_write(spec, request, method, register=False)
+            payload = dryrun.answer(payload, current)
+        if warnings:
+            header = ", ".join(f"299 - {json.dumps(w)}" for w in warnings)
+            payload = rendering.Response(headers={"Warning": header}, payload=payload)
+        return payload
+
+    def _apply_write(
+        self, spec: ResourceSpec, request: rendering.Request, method: str, *, register: bool
+    ) -> rendering.Payload:
         namespace = request.namespace if spec.namespaced else None
         if method == "POST":
             if request.name is not None:
                 raise ApiError(405, "MethodNotAllowed", "POST is only allowed on a collection")
+            if not register:
+                return rendering.Response(
+                    status=201, payload=present(spec, self.store.create(spec, namespace, request.data))
+                )
             return rendering.Response(status=201, payload=present(spec, self._create(spec, namespace, request.data)))
         if request.name is None:
             raise ApiError(405, "MethodNotAllowed", f"{method} of a collection is not supported by the emulator")
@@ -317,16 +390,49 @@ class CoalmineEmulator(kmock.KubernetesEmulator):
             return present(spec, result)
         content_type = None if method == "PUT" else request.headers.get("Content-Type", "").split(";")[0].strip()
         result = self.store.update(spec, namespace, request.name, request.subresource, request.data, content_type)
-        if spec.key == CRD_RESOURCE:
+        if spec.key == CRD_RESOURCE and register:
             self._register_crd(result)
         return scale_view(spec, result) if request.subresource == "scale" else present(spec, result)
 
     async def _serve_version(self, request: rendering.Request) -> rendering.Payload:
-        """kmock's resource list, with the core group's ``groupVersion`` spelled ``v1`` (not ``/v1``)."""
+        """kmock's resource list, with the core group's ``groupVersion`` spelled ``v1`` (not ``/v1``), and
+        subresources listed as a real server lists them: no short names or categories of their own (else
+        ``kubectl get cmc`` finds ``canaries/status`` too, and ``kubectl get all`` lists ``deployments/scale``),
+        their own verbs, and ``scale`` as ``autoscaling/v1`` Scale."""
         payload = await super()._serve_version(request)
         if isinstance(payload, dict) and request.resource is not None and request.resource.group == "":
             payload["groupVersion"] = request.resource.version
+        if isinstance(payload, dict):
+            for entry in payload.get("resources") or ():
+                if "/" in entry["name"]:
+                    entry["shortNames"], entry["categories"] = [], []
+                    entry["verbs"] = ["get", "patch", "update"]
+                    if entry["name"].endswith("/scale"):
+                        entry.update(kind="Scale", group="autoscaling", version="v1")
         return payload
+
+    def _serve_meta(self, request: rendering.Request, path: str) -> aiohttp.web.StreamResponse:
+        """``/version`` and the OpenAPI documents (:mod:`.openapi`); 406 for v2 unless JSON is acceptable."""
+        if path == "/version":
+            return aiohttp.web.json_response(_SERVER_VERSION)
+        self._documents.refresh(self._specs.values())
+        return self._documents.respond(path, request.params.get("hash"), request.headers.get("Accept", ""))
+
+    def _printer_columns(self, spec: ResourceSpec) -> list[dict[str, Any]]:
+        """A custom resource's ``additionalPrinterColumns`` for its version, read from the stored CRD."""
+        if spec.builtin:
+            return []
+        crd = self.store.get(self._specs[CRD_RESOURCE], None, f"{spec.plural}.{spec.group}")
+        for version in ((crd or {}).get("spec") or {}).get("versions") or ():
+            if version.get("name") == spec.version:
+                return list(version.get("additionalPrinterColumns") or ())
+        return []
+
+    def _as_table(self, request: rendering.Request) -> str | None:
+        """The ``includeObject`` of a Table request (``Metadata`` by default), or None: not a Table request."""
+        if request.subresource is not None or not tables.wants_table(request.headers.get("Accept", "")):
+            return None
+        return request.params.get("includeObject") or "Metadata"
 
     def _direct(self, request: rendering.Request, method: str) -> rendering.Payload:
         if method in _WRITE_METHODS:
@@ -347,6 +453,10 @@ class CoalmineEmulator(kmock.KubernetesEmulator):
             raise ApiError(404, "NotFound", f'{spec.qualified} "{request.name}" not found')
         if request.subresource == "scale" and "scale" in spec.subresources:
             return scale_view(spec, obj)
+        include = self._as_table(request)
+        if include is not None:
+            meta = {"resourceVersion": obj["metadata"].get("resourceVersion")}
+            return tables.table(spec, self._printer_columns(spec), [present(spec, obj)], meta, include)
         return present(spec, obj)
 
     async def _serve_list(self, request: rendering.Request) -> rendering.Payload:
@@ -367,6 +477,9 @@ class CoalmineEmulator(kmock.KubernetesEmulator):
         if end < len(items):
             metadata["continue"] = base64.urlsafe_b64encode(str(end).encode()).decode()
             metadata["remainingItemCount"] = len(items) - end
+        include = self._as_table(request)
+        if include is not None:
+            return tables.table(spec, self._printer_columns(spec), items[start:end], metadata, include)
         return {
             "kind": f"{spec.kind}List",
             "apiVersion": spec.api_version,
@@ -374,7 +487,9 @@ class CoalmineEmulator(kmock.KubernetesEmulator):
             "items": items[start:end],
         }
 
-    def _serve_watch(self, request: rendering.Request) -> AsyncIterator[rendering.Payload]:
+    def _serve_watch(self, request: rendering.Request) -> rendering.Payload:  # type: ignore[override]  # any payload
+        """A watch stream as the real server sends it: ``application/json``, one event per line; each object a
+        one-row Table when the client asked for Tables (``kubectl get -w``)."""
         spec = self.spec(self._key(request))
         params = request.params
         watch = Watch(
@@ -387,7 +502,11 @@ class CoalmineEmulator(kmock.KubernetesEmulator):
         since, initial = params.get("resourceVersion"), params.get("sendInitialEvents") == "true"
         current = None if since not in (None, "", "0") and not initial else self.store.items(spec, request.namespace)
         backlog = self.watches.open(watch, since, current, initial, self.store.resource_version)
-        return self.watches.stream(watch, backlog, params.get("timeoutSeconds"), request._raw_request)
+        stream = self.watches.stream(watch, backlog, params.get("timeoutSeconds"), request._raw_request)
+        include = self._as_table(request)
+        if include is not None:
+            stream = as_tables(stream, functools.partial(tables.table, spec, self._printer_columns(spec)), include)
+        return rendering.Response(payload=stream, headers={"Content-Type": "application/json"})
 
     def _emit(self, spec: ResourceSpec, kind: str, new: dict[str, Any], old: dict[str, Any] | None) -> None:
         """The store's event sink (tests may wrap ``store._emit`` to record every commit)."""

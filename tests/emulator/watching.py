@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,3 +148,18 @@ class WatchHub:
                 yield live
         finally:
             self._watches.discard(watch)
+
+
+async def as_tables(
+    stream: AsyncIterator[Any], render: Callable[..., dict[str, Any]], include: str
+) -> AsyncIterator[Any]:
+    """Watch events as ``kubectl get -w`` asks for them: each object a one-row Table, column definitions only in
+    the first (``render(objs, metadata, include, headers=…)``, e.g. a partial :func:`.tables.table`)."""
+    first = True
+    async for event in stream:
+        if isinstance(event, dict) and event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
+            obj = event["object"]
+            meta = {"resourceVersion": obj["metadata"].get("resourceVersion")}
+            event = {"type": event["type"], "object": render([obj], meta, include, headers=first)}
+            first = False
+        yield event
