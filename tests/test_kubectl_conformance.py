@@ -253,12 +253,6 @@ def test_explain_shows_the_crd_schema(kubectl: Kubectl) -> None:
     assert "DESCRIPTION:" in kubectl.ok("explain", "deployment.spec.template.spec.containers")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="emulator gap: the operator writes events.k8s.io/v1 Events and kubectl describe reads core/v1 Events; "
-    "a real server serves both from one store (regarding = involvedObject, note = message), the emulator keeps "
-    "two (the shared events store is another change in tests/emulator/resources.py and store.py)",
-)
 def test_describe_shows_the_events_the_operator_wrote(kubectl: Kubectl) -> None:
     described = kubectl.ok("describe", "canary", "podinfo", "-n", DEMO)
     assert "Events:" in described

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import copy
 import datetime
-import itertools
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -55,15 +54,25 @@ def conflict(spec: ResourceSpec, name: str) -> ApiError:
     return ApiError(409, "Conflict", message, {"name": name, "group": spec.group, "kind": spec.plural})
 
 
-def invalid(spec: ResourceSpec, name: str, causes: list[tuple[str, str]]) -> ApiError:
-    """422 Invalid, naming every offending field like the API server (``spec.x: Invalid value: …``)."""
-    text = "; ".join(f"{field or '<root>'}: Invalid value: {message}" for field, message in causes)
+Cause = tuple[str, str] | tuple[str, str, str]
+
+
+def invalid(spec: ResourceSpec, name: str, causes: list[Cause]) -> ApiError:
+    """422 Invalid, naming every offending field like the API server (``spec.x: Invalid value: …``).
+
+    A cause is ``(field, detail)`` — an invalid value — or ``(field, body, reason)`` when the error is of another
+    kind: ``body`` is then the whole error text (``Unsupported value: "x": …``, ``Forbidden: …``)."""
+    entries = [
+        (c[0], f"Invalid value: {c[1]}", c[1], "FieldValueInvalid") if len(c) == 2 else (c[0], c[1], c[1], c[2])
+        for c in causes
+    ]
+    text = "; ".join(f"{field or '<root>'}: {body}" for field, body, _, _ in entries)
     group = f".{spec.group}" if spec.group else ""
     details = {
         "name": name,
         "group": spec.group,
         "kind": spec.kind,
-        "causes": [{"reason": "FieldValueInvalid", "message": m, "field": f} for f, m in causes],
+        "causes": [{"reason": r, "message": m, "field": f} for f, _, m, r in entries],
     }
     return ApiError(422, "Invalid", f'{spec.kind}{group} "{name}" is invalid: {text}', details)
 
@@ -98,13 +107,10 @@ class BuiltinBehaviour:
 
     def __init__(self, *, deployments_ready: bool = True) -> None:
         self.deployments_ready = deployments_ready
-        self._ips = itertools.count(10)
 
     def prepare(self, spec: ResourceSpec, obj: dict[str, Any], old: Mapping[str, Any] | None) -> None:
         if spec.group == "" and spec.plural == "secrets":
             self._secret(obj)
-        elif spec.group == "" and spec.plural == "services":
-            self._service(obj, old)
         elif spec.group == "" and spec.plural == "namespaces":
             obj.setdefault("status", {}).setdefault("phase", "Active")
         elif spec.group == "apps" and spec.plural == "deployments":
@@ -118,18 +124,6 @@ class BuiltinBehaviour:
             for key, value in string_data.items():
                 data[key] = base64.b64encode(str(value).encode()).decode()
         obj.setdefault("type", "Opaque")
-
-    def _service(self, obj: dict[str, Any], old: Mapping[str, Any] | None) -> None:
-        service = obj.setdefault("spec", {})
-        service.setdefault("type", "ClusterIP")
-        old_ip = ((old or {}).get("spec") or {}).get("clusterIP")
-        if service["type"] != "ExternalName" and not service.get("clusterIP"):
-            number = next(self._ips)
-            service["clusterIP"] = old_ip or f"10.96.{number // 250}.{number % 250 + 1}"
-        service.setdefault("sessionAffinity", "None")
-        for port in service.get("ports") or []:
-            port.setdefault("protocol", "TCP")
-            port.setdefault("targetPort", port.get("port"))
 
     def _deployment(self, obj: dict[str, Any]) -> None:
         deployment = obj.setdefault("spec", {})

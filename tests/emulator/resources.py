@@ -1,18 +1,20 @@
-"""The resources the emulator serves: built-in kinds, Istio, kopf's peerings, and Coalmine's CRDs.
+"""The resources the emulator serves: built-in kinds, kopf's peerings, and (through CRDs) Istio, Gateway API, Coalmine.
 
 Each :class:`ResourceSpec` says what a real API server does differently per resource: whether it is namespaced,
 which subresources it has (``status`` splits writes; ``scale`` for Deployments), whether ``metadata.generation``
-exists, whether strategic merge patches are accepted (built-in kinds only — custom resources answer 415), and,
-for custom resources, the CRD schema writes are pruned, defaulted and validated against.
+exists, whether strategic merge patches are accepted (built-in kinds only — custom resources answer 415), for
+custom resources the CRD schema writes are pruned, defaulted and validated against, and whether the objects are
+another resource's, converted (``events.k8s.io/v1`` Events are stored as ``v1`` Events, :mod:`.events`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import events
 from .schemas import CrdInfo, SchemaValidator
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -38,6 +40,10 @@ class ResourceSpec:
     categories: tuple[str, ...] = ()
     schema: Mapping[str, Any] | None = None
     validator: SchemaValidator | None = None
+    # Another group's resource whose objects this one serves, converted (events.k8s.io/v1 Events are v1 Events):
+    storage: str = ""  # that resource's key
+    to_storage: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
+    from_storage: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
 
     @property
     def api_version(self) -> str:
@@ -50,6 +56,8 @@ class ResourceSpec:
 
     @property
     def storage_key(self) -> str:
+        if self.storage:
+            return self.storage
         version = self.storage_version or self.version
         return f"{self.group}/{version}/{self.plural}" if self.group else f"{version}/{self.plural}"
 
@@ -67,7 +75,9 @@ _STATUS = frozenset({"status"})
 
 
 def builtin_specs() -> list[ResourceSpec]:
-    """Built-in kinds the operator and kopf touch, plus Istio and kopf CRDs (schemaless, preserved as written)."""
+    """Built-in kinds the operator and kopf touch, plus kopf's CRDs (schemaless, preserved as written).
+
+    Istio's and Gateway API's kinds are not here: they are served from their real CRDs (:mod:`.vendored`)."""
     specs = [
         ResourceSpec("", "v1", "namespaces", "Namespace", namespaced=False, subresources=_STATUS, short_names=("ns",)),
         ResourceSpec("", "v1", "services", "Service", subresources=_STATUS, short_names=("svc",)),
@@ -75,7 +85,16 @@ def builtin_specs() -> list[ResourceSpec]:
         ResourceSpec("", "v1", "secrets", "Secret"),
         ResourceSpec("", "v1", "events", "Event", short_names=("ev",)),
         ResourceSpec("", "v1", "pods", "Pod", subresources=_STATUS, short_names=("po",)),
-        ResourceSpec("events.k8s.io", "v1", "events", "Event", short_names=("ev",)),
+        ResourceSpec(
+            "events.k8s.io",
+            "v1",
+            "events",
+            "Event",
+            short_names=("ev",),
+            storage="v1/events",
+            to_storage=events.to_core,
+            from_storage=events.to_events,
+        ),
         ResourceSpec(
             "apps",
             "v1",
@@ -117,25 +136,6 @@ def builtin_specs() -> list[ResourceSpec]:
             builtin=False,
         ),
     ]
-    for version in ("v1", "v1beta1"):
-        for plural, kind, short in (
-            ("virtualservices", "VirtualService", "vs"),
-            ("destinationrules", "DestinationRule", "dr"),
-        ):
-            specs.append(
-                ResourceSpec(
-                    "networking.istio.io",
-                    version,
-                    plural,
-                    kind,
-                    subresources=_STATUS,
-                    generation=True,
-                    builtin=False,
-                    storage_version="v1",
-                    short_names=(short,),
-                    categories=("istio-io",),
-                )
-            )
     return specs
 
 

@@ -1,16 +1,25 @@
 """CRD structural schemas as the API server applies them: prune unknown fields, apply defaults, validate.
 
-The order matches the real server: unknown fields are *pruned* silently (never rejected), then ``default`` values
-are filled in, then the object is validated against the ``openAPIV3Schema`` and rejected with 422 Invalid. An
-operator that relies on a default, or that writes a field the schema doesn't know, behaves here as in a cluster.
+The order matches the real server: unknown fields are *pruned* silently (never rejected), ``null`` in a field that
+is not ``nullable`` is dropped, then ``default`` values are filled in, then the object is validated and rejected
+with 422 Invalid naming each field. Validation is the ``openAPIV3Schema`` (types, enums, bounds, patterns), the
+``format`` checks the API server makes (``int32``/``int64`` ranges, ``date-time``, ``date``, ``byte``, ``ipv4``,
+``ipv6``, ``uuid``; other formats are ignored, as there), ``x-kubernetes-list-type: set``/``map`` uniqueness, and
+the CEL rules (``x-kubernetes-validations``, transition rules on update only; see :mod:`.cel_rules`). An operator
+that relies on a default, writes a field the schema doesn't know, or breaks a CEL rule behaves here as in a cluster.
 
-Not emulated: CEL rules (``x-kubernetes-validations``), ``format`` checks, list-type/map-type uniqueness,
-``x-kubernetes-embedded-resource`` metadata rules.
+Not emulated: validation ratcheting (an unchanged invalid value is refused on update here, accepted by a 1.30+
+server), CEL cost limits, ``x-kubernetes-embedded-resource`` metadata rules, ``x-kubernetes-map-type``.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
+import ipaddress
+import json
+import re
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +27,8 @@ from typing import Any
 
 import jsonschema
 import yaml
+
+from . import cel_rules
 
 _ROOT_KEEP = frozenset({"apiVersion", "kind", "metadata"})
 
@@ -28,6 +39,7 @@ class FieldError:
 
     path: str
     message: str
+    reason: str = ""  # set when ``message`` is the whole error body (``Duplicate value: …``), not an Invalid value
 
 
 @dataclass(frozen=True)
@@ -121,7 +133,9 @@ def _walk(node: Any, schema: Mapping[str, Any], *, root: bool = False) -> None:
             if root and key in _ROOT_KEEP:
                 continue  # apiVersion, kind and metadata are the server's, never pruned by a CRD schema
             if key in properties:
-                if node[key] is not None:
+                if node[key] is None and not properties[key].get("nullable"):
+                    del node[key]  # the server drops a non-nullable null (then defaults it, below)
+                elif node[key] is not None:
                     _walk(node[key], properties[key])
             elif isinstance(additional, Mapping):
                 _walk(node[key], additional)
@@ -158,6 +172,59 @@ def to_json_schema(schema: Any) -> Any:
     return result
 
 
+_DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:?\d{2})?$")
+FORMATS = jsonschema.FormatChecker(formats=())
+
+
+def _format(name: str, check: Any, types: tuple[type, ...] = (str,)) -> None:
+    def holds(value: Any) -> bool:
+        if not isinstance(value, types) or isinstance(value, bool):
+            return True
+        try:
+            return bool(check(value))
+        except ValueError:
+            return False
+
+    FORMATS.checks(name)(holds)
+
+
+_format("int32", lambda v: -(2**31) <= v < 2**31, (int,))
+_format("int64", lambda v: -(2**63) <= v < 2**63, (int,))
+_format("date-time", _DATE_TIME.match)
+_format("date", re.compile(r"^\d{4}-\d{2}-\d{2}$").match)
+_format("byte", lambda v: base64.b64decode(v, validate=True) is not None)
+_format("ipv4", lambda v: ipaddress.IPv4Address(v) is not None)
+_format("ipv6", lambda v: ipaddress.IPv6Address(v) is not None)
+_format("uuid", lambda v: uuid.UUID(v) is not None)
+
+
+def _duplicates(node: Any, schema: Mapping[str, Any], path: str, out: list[FieldError]) -> None:
+    """``x-kubernetes-list-type`` ``set`` (equal items) and ``map`` (equal keys) are refused as duplicates."""
+    if isinstance(node, dict):
+        properties: Mapping[str, Any] = schema.get("properties") or {}
+        extra = schema.get("additionalProperties")
+        for key, child in node.items():
+            sub = properties.get(key, extra if isinstance(extra, Mapping) else None)
+            if sub is not None:
+                _duplicates(child, sub, f"{path}.{key}" if path else str(key), out)
+    elif isinstance(node, list):
+        list_type = schema.get("x-kubernetes-list-type")
+        keys = schema.get("x-kubernetes-list-map-keys") or ()
+        seen: set[str] = set()
+        for index, item in enumerate(node):
+            if list_type == "set":
+                identity = json.dumps(item, sort_keys=True)
+            elif list_type == "map" and isinstance(item, Mapping):
+                identity = json.dumps({k: item[k] for k in keys if k in item}, sort_keys=True)
+            else:
+                identity = ""
+            if identity and identity in seen:
+                out.append(FieldError(f"{path}[{index}]", f"Duplicate value: {identity}", "FieldValueDuplicate"))
+            seen.add(identity)
+            if isinstance(schema.get("items"), Mapping):
+                _duplicates(item, schema["items"], f"{path}[{index}]", out)
+
+
 @dataclass
 class SchemaValidator:
     """A compiled validator for one CRD version (compiled once: validation runs on every write)."""
@@ -166,11 +233,15 @@ class SchemaValidator:
     _validator: jsonschema.Draft4Validator = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._validator = jsonschema.Draft4Validator(to_json_schema(self.schema))
+        self._validator = jsonschema.Draft4Validator(to_json_schema(self.schema), format_checker=FORMATS)
 
-    def errors(self, obj: Mapping[str, Any]) -> list[FieldError]:
+    def errors(self, obj: Mapping[str, Any], old: Mapping[str, Any] | None = None) -> list[FieldError]:
+        """Everything the API server refuses in ``obj``; ``old`` is the stored object on update (transition rules)."""
         found = []
         for error in self._validator.iter_errors(obj):
             path = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in error.absolute_path)
             found.append(FieldError(path.replace(".[", "["), error.message))
+        _duplicates(obj, self.schema, "", found)
+        rule_errors = cel_rules.check(self.schema, obj) if old is None else cel_rules.check(self.schema, obj, old)
+        found.extend(FieldError(e.path, e.body, e.reason) for e in rule_errors)
         return sorted(found, key=lambda e: (e.path, e.message))

@@ -33,7 +33,19 @@ What it does like a real API server
   ``.status``) and ``scale`` for Deployments (``autoscaling/v1`` Scale). ``metadata.generation`` starts at 1 and
   is bumped when anything but metadata/status changes (and when deletion starts), never by status writes.
 - **Validation of custom resources** against their CRD's ``openAPIV3Schema``: unknown fields pruned, defaults
-  applied, violations answered **422 Invalid** naming the fields. Metadata: name syntax, label values.
+  applied, violations answered **422 Invalid** naming the fields; ``null`` in a non-nullable field dropped;
+  formats (``int32``/``int64``, ``date-time``, ``byte``, ``ipv4``/``ipv6``, ``uuid``) and list-set/map uniqueness
+  checked; **CEL rules** (``x-kubernetes-validations``, :mod:`.cel_rules`, cel-python with Kubernetes' duration and
+  string functions; transition rules only on update; ``messageExpression``/``reason``/``fieldPath``; property
+  names escaped as Kubernetes does). Metadata: name syntax, label values.
+- **Istio's and Gateway API's real CRDs** (:mod:`.vendored`, unmodified from istio/api and
+  kubernetes-sigs/gateway-api): VirtualService and DestinationRule, GatewayClass, Gateway, HTTPRoute and
+  ReferenceGrant are pruned, defaulted and validated by those schemas, CEL included, as on a cluster.
+- **Events**: core ``v1`` and ``events.k8s.io/v1`` Events are one store (:mod:`.events`, the real conversion:
+  ``note``↔``message``, ``regarding``↔``involvedObject``, …), so ``kubectl describe`` shows the operator's.
+- **Services** (:mod:`.services`): ``type`` semantics — ClusterIP default, ``clusterIP`` allocated and immutable,
+  nodePorts allocated (30000–32767) for NodePort/LoadBalancer and kept when an update omits them, released when
+  the type goes back to ClusterIP, ``externalTrafficPolicy`` defaulted, a nodePort on ClusterIP refused.
 - **Deletion with finalizers**: DELETE sets ``deletionTimestamp``; the object disappears when the last finalizer
   is removed; no new finalizers can be added meanwhile. Owned objects (``ownerReferences``) are
   garbage-collected when the owner goes, unless ``propagationPolicy: Orphan``.
@@ -43,7 +55,8 @@ What it does like a real API server
   ``sendInitialEvents`` bookmarks. Objects whose labels stop (start) matching arrive as DELETED (ADDED). Watch
   streams are ``application/json``, one event per line (kubectl refuses ``octet-stream``); with the Table
   ``Accept`` each object is a one-row Table, column definitions in the first event only (``kubectl get -w``).
-- Several served versions of one resource share storage (Istio's ``v1`` and ``v1beta1``).
+- Several served versions of one resource share storage (Istio's ``v1``/``v1beta1``/``v1alpha3``, Gateway API's
+  ``v1``/``v1beta1``); ``events.k8s.io`` serves the core Events converted.
 - **Fault injection** (:mod:`.faults`): a seeded fraction of calls answered 500 (not applied), 409 (only where
   a real server could: PUT, resourceVersion-carrying patches, delete preconditions) or a timeout (504 after a
   delay; for writes sometimes *after* applying them — the lost reply). Watches are excluded by default.
@@ -56,16 +69,16 @@ What it does not do
   a Deployment is reported fully rolled out and ready (opt out with ``deployments_ready=False`` or the
   ``emulator.coalmine.dev/hold-status: "true"`` annotation, then write ``/status`` yourself).
 - No schema validation of built-in kinds beyond metadata and unknown fields (a Deployment with a wrong type is
-  stored as written; tests validate what the operator writes with ``kubernetes-validate``), no CEL rules, no
-  admission webhooks, no server-side apply (not advertised in OpenAPI either), no ``deletecollection``, no
-  authentication or RBAC, no managedFields. No protobuf: a protobuf body (``kubectl create namespace``,
-  ``kubectl create configmap`` — kubectl's typed clients) is answered **415**, and ``/openapi/v2`` asked for as
-  protobuf **406**. Field validation skips JSON patches (the real server checks their result). Namespaces need
+  stored as written; tests validate what the operator writes with ``kubernetes-validate``), no validation
+  ratcheting (an unchanged invalid value is refused on update), no CEL cost limits, no create validation of
+  ``events.k8s.io`` Events, no admission webhooks, no server-side apply (not advertised in OpenAPI either), no
+  ``deletecollection``, no authentication or RBAC, no managedFields. No protobuf: a protobuf body
+  (``kubectl create namespace``, ``kubectl create configmap`` — kubectl's typed clients) is answered **415**, and
+  ``/openapi/v2`` asked for as protobuf **406**. Field validation skips JSON patches (the real server checks
+  their result). Namespaces need
   not exist before objects are created in them, and deleting one does not delete its objects.
 - Tables for built-in kinds are reduced (no ``-o wide`` columns; Events get Name/Age, not upstream's columns);
   OpenAPI operations carry no descriptions of their parameters nor responses beyond 200.
-- ``events.k8s.io/v1`` and core ``v1`` Events are two stores (a real server serves one through both), so
-  ``kubectl describe`` does not show the Events the operator writes through ``events.k8s.io``.
 - Watch bookmarks are only sent for ``sendInitialEvents``; list continue tokens are offsets, not snapshots.
 """
 
@@ -110,6 +123,7 @@ from .selectors import (
     parse_label_selector,
 )
 from .store import Store
+from .vendored import vendored_crds
 from .watching import Watch, WatchHub, as_tables, present
 
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -170,6 +184,8 @@ class CoalmineEmulator(kmock.KubernetesEmulator):
         self.fallback["put"] << self._serve_result
         for spec in builtin_specs():
             self.register(spec)
+        for crd in vendored_crds():  # Istio's and Gateway API's real CRDs, as on a cluster with them installed
+            self.add_crd(crd)
         paths = list(self.crd_paths) if self.crd_paths is not None else sorted(REPO_CRDS.glob("*.yaml"))
         for body in load_crd_files(paths):
             self.add_crd(body)

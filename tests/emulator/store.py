@@ -17,6 +17,7 @@ from typing import Any
 from .objects import (
     ApiError,
     BuiltinBehaviour,
+    Cause,
     conflict,
     invalid,
     new_uid,
@@ -38,6 +39,7 @@ from .patching import (
 )
 from .resources import ResourceSpec
 from .schemas import prune_and_default
+from .services import ServiceAllocator
 
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
@@ -59,6 +61,7 @@ class Store:
         self.validate = True
         self._emit = emit
         self._rng = random.Random(0)
+        self.services = ServiceAllocator()
 
     # -- reads -----------------------------------------------------------------------------------------------
     def get(self, spec: ResourceSpec, namespace: str | None, name: str) -> dict[str, Any] | None:
@@ -110,6 +113,8 @@ class Store:
             meta["generation"] = 1
         else:
             meta.pop("generation", None)
+        if spec.to_storage is not None:
+            obj = spec.to_storage(obj)
         obj = self._admit(spec, obj, None)
         return self._commit(spec, obj, None, "ADDED", settle=True)
 
@@ -129,7 +134,8 @@ class Store:
             raise not_found(spec, name)
         if subresource not in (None, "status", "scale") or (subresource and subresource not in spec.subresources):
             raise ApiError(404, "NotFound", f"the server could not find the requested resource ({subresource})")
-        base = scale_view(spec, current) if subresource == "scale" else current
+        view = spec.from_storage(current) if spec.from_storage is not None else current
+        base = scale_view(spec, current) if subresource == "scale" else view
         incoming = self._apply(spec, base, body, content_type)
         if not isinstance(incoming, dict):
             raise ApiError(400, "BadRequest", "the patched object must be a JSON object")
@@ -156,6 +162,8 @@ class Store:
                     candidate["status"] = copy.deepcopy(current["status"])
             self._keep_server_metadata(spec, candidate, current)
         self._check_type(spec, candidate)
+        if spec.to_storage is not None and subresource is None:
+            candidate = spec.to_storage(candidate)
         candidate["metadata"]["resourceVersion"] = current["metadata"].get("resourceVersion")
         candidate = self._admit(spec, candidate, current)
         if strip_server_fields(candidate) == strip_server_fields(current):
@@ -292,7 +300,7 @@ class Store:
         """Validate metadata, prune/default/validate against the CRD schema, apply built-in defaults."""
         meta = obj["metadata"]
         name = str(meta.get("name") or "")
-        causes: list[tuple[str, str]] = []
+        causes: list[Cause] = []
         if not name or len(name) > 253 or not _NAME_RE.match(name):
             causes.append(
                 (
@@ -315,7 +323,14 @@ class Store:
         if spec.schema is not None:
             obj = prune_and_default(obj, spec.schema)
         if spec.validator is not None and self.validate:
-            causes.extend((e.path, e.message) for e in spec.validator.errors(obj))
+            for error in spec.validator.errors(obj, old):
+                causes.append(
+                    (error.path, error.message, error.reason) if error.reason else (error.path, error.message)
+                )
+        if spec.builtin and spec.group == "" and spec.plural == "services":
+            uid = meta.get("uid")
+            others = [o for o in self.items(spec, None) if o["metadata"].get("uid") != uid]
+            causes.extend(self.services.admit(obj, old, others))
         if causes:
             raise invalid(spec, name, causes)
         if spec.builtin:

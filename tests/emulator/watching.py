@@ -24,6 +24,7 @@ _LogEntry = tuple[int, str, dict[str, Any], dict[str, Any] | None]
 
 def present(spec: ResourceSpec, obj: Mapping[str, Any]) -> dict[str, Any]:
     """The object as served at the requested version (versions share storage; apiVersion follows the URL)."""
+    obj = spec.from_storage(obj) if spec.from_storage is not None else obj  # another resource's, converted
     return {**obj, "apiVersion": spec.api_version, "kind": spec.kind}
 
 

@@ -1,0 +1,50 @@
+"""``v1`` Events and ``events.k8s.io/v1`` Events are one resource, stored once, as in a cluster.
+
+The API server keeps every Event in the core form and converts on the way in and out
+(``pkg/apis/events/v1/conversion.go``): ``note`` ↔ ``message``, ``regarding`` ↔ ``involvedObject``,
+``deprecatedSource`` ↔ ``source``, ``deprecatedFirstTimestamp``/``deprecatedLastTimestamp`` ↔
+``firstTimestamp``/``lastTimestamp``, ``deprecatedCount`` ↔ ``count``, and ``reportingController`` ↔
+``reportingComponent`` (the core Go field is ``ReportingController``, serialised as ``reportingComponent``).
+``eventTime``, ``series``, ``action``, ``reason``, ``related``, ``type`` and ``reportingInstance`` have one name.
+So an Event an operator records through one API is listed, watched, patched and deleted through the other.
+
+Not emulated: the zero values Go serialises for unset struct fields (``regarding: {}``, ``eventTime: null``…): a
+field absent on one side is absent on the other. Nor the events.k8s.io create validation (required ``eventTime``,
+``type`` of Normal/Warning, …) or field selectors spelled in the events.k8s.io names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+# events.k8s.io/v1 name -> core v1 name, for the fields whose names differ.
+RENAMED: Mapping[str, str] = {
+    "note": "message",
+    "regarding": "involvedObject",
+    "deprecatedSource": "source",
+    "deprecatedFirstTimestamp": "firstTimestamp",
+    "deprecatedLastTimestamp": "lastTimestamp",
+    "deprecatedCount": "count",
+    "reportingController": "reportingComponent",
+}
+_TO_EVENTS = {core: events for events, core in RENAMED.items()}
+CORE_API_VERSION = "v1"
+EVENTS_API_VERSION = "events.k8s.io/v1"
+
+
+def _renamed(obj: Mapping[str, Any], names: Mapping[str, str], api_version: str) -> dict[str, Any]:
+    result = {names.get(key, key): value for key, value in obj.items() if key not in names.values() or key in names}
+    result["apiVersion"], result["kind"] = api_version, "Event"
+    return result
+
+
+def to_core(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """An ``events.k8s.io/v1`` Event in the core form it is stored in (core-only names it carried are dropped,
+    as the typed decoder drops unknown fields)."""
+    return _renamed(obj, RENAMED, CORE_API_VERSION)
+
+
+def to_events(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored (core) Event as ``events.k8s.io/v1`` serves it."""
+    return _renamed(obj, _TO_EVENTS, EVENTS_API_VERSION)
