@@ -74,6 +74,7 @@ class World:
     canary_up: bool = True
     canary_ready: float = 100.0
     canary_stalled: bool = False
+    route_problem: str | None = None
     primary_revision: str | None = None
     primary_ready: float = 100.0
     routes: RouteWeights | None = None
@@ -110,6 +111,7 @@ class World:
             primary_ready_percent=self.primary_ready if self.primary_revision else 0.0,
             canary_ready_percent=self.canary_ready if self.canary_up else 0.0,
             canary_stalled=self.canary_stalled and self.canary_up,
+            route_problem=self.route_problem,
             primary_updated=self.primary_revision is not None,
             primary_revision=self.primary_revision or "",
             routes=self.routes,

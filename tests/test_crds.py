@@ -194,7 +194,10 @@ def test_crd_defaults_agree_with_the_typed_spec_model() -> None:
     assert _default("analysis", "metrics", "[]", "comparison", "direction") == metric_comparison.direction
     assert _default("analysis", "metrics", "[]", "comparison", "minPoints") == metric_comparison.min_points
     assert _default("progressDeadlineSeconds") == 600
-    assert _default("provider") == "istio"
+    # No CRD default for provider: an unset provider must reach the operator, whose --default-provider decides
+    # (Flagger's -mesh-provider); the spec model's own default is istio.
+    assert "default" not in crd_schema("Canary")["properties"]["spec"]["properties"]["provider"]
+    assert spec_model.CanarySpec.__dataclass_fields__["provider"].default == "istio"
     assert _default("service", "portName") == "http"
     assert _default("service", "gateways") == ["mesh"]
 

@@ -370,10 +370,13 @@ def test_session_affinity_keeps_a_user_on_the_canary_and_expires_the_cookie_afte
     assert router.get_routes() == Routes(100, 0)
 
 
-def test_the_registry_knows_istio_and_rejects_anything_else() -> None:
+def test_the_registry_knows_its_routers_and_rejects_anything_else() -> None:
     kube = FakeKube()
     assert isinstance(router_for(spec_of(), CANARY_META, kube), IstioRouter)
-    with pytest.raises(UnknownProvider, match="'linkerd' is not supported; supported providers: istio"):
+    with pytest.raises(
+        UnknownProvider,
+        match="'linkerd' is not supported; supported providers: gatewayapi:v1, gatewayapi:v1beta1, istio",
+    ):
         router_for(spec_of(provider="linkerd"), CANARY_META, kube)
 
 

@@ -190,6 +190,10 @@ def seed_world(emulator: CoalmineEmulator, prom: ScriptedPrometheus) -> None:
     }
     ref = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": "podinfo"}
     emulator.create_object(CANARIES, canary("podinfo", analysis=analysis, autoscalerRef=ref, revertOnDeletion=True), NS)
+    # A second Canary routed by Gateway API: its HTTPRoute is created, updated by a spec edit and deleted.
+    emulator.create_object(DEPLOYMENTS, deployment("web", "web:1"), NS)
+    web = canary("web", provider="gatewayapi:v1", revertOnDeletion=True, analysis={"querySet": "istio"})
+    emulator.create_object(CANARIES, web, NS)
 
 
 async def full_rollout(emulator: CoalmineEmulator, run: OperatorRun) -> None:
@@ -222,6 +226,18 @@ async def full_rollout(emulator: CoalmineEmulator, run: OperatorRun) -> None:
         emulator.patch_object(CANARIES, NS, "podinfo", {"status": {"judge": None}}, subresource="status")
         emulator.delete_object(CANARIES, NS, "podinfo")
         await wait_for("the Canary to go", lambda: emulator.read_object(CANARIES, NS, "podinfo") is None)
+        settle(emulator, "web-primary")
+        await wait_phase(emulator, "web", "Initialized")
+        emulator.patch_object(CANARIES, NS, "web", {"spec": {"service": {"timeout": "7s"}}})
+        routes = "gateway.networking.k8s.io/v1/httproutes"
+        await wait_for(
+            "the HTTPRoute updated",
+            lambda: (
+                (emulator.read_object(routes, NS, "web") or {}).get("spec", {}).get("rules", [{}])[-1].get("timeouts")
+            ),
+        )
+        emulator.delete_object(CANARIES, NS, "web")
+        await wait_for("the HTTPRoute to go", lambda: emulator.read_object(routes, NS, "web") is None)
     finally:
         await run.stop()
 

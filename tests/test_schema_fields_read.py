@@ -64,6 +64,8 @@ ITEM_CONTEXT: Mapping[str, tuple[str, ...]] = {  # keys removed from the list it
     "analysis.metrics[].threshold": ("thresholdRange",),
 }
 ITEM_INDEX = {"analysis.steps[].pause.duration": 1}
+# Fields of one provider only: the spec-level context both the baseline and the variant get.
+GATEWAY_API_CONTEXT: Mapping[str, Any] = {"provider": "gatewayapi:v1", "gatewayRefs": [{"name": "gateway"}]}
 # A distinctive Istio-valid value for each pass-through subtree, and where the router must write it.
 PASS_THROUGH: Mapping[str, Any] = {
     "service.trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}, "connectionPool": {"tcp": {"maxConnections": 7}}},
@@ -161,6 +163,9 @@ def place(path: str) -> tuple[dict[str, Any], list[str | int]]:
     for key in removed:
         spec["analysis"].pop(key, None)
     spec["analysis"].update(copy.deepcopy(dict(added)))
+    if path.startswith("service.gatewayRefs"):
+        spec["provider"] = GATEWAY_API_CONTEXT["provider"]
+        spec["service"]["gatewayRefs"] = copy.deepcopy(GATEWAY_API_CONTEXT["gatewayRefs"])
     keys: list[str | int] = []
     node: Any = spec
     for part in path.replace("[]", ".[]").split("."):

@@ -21,6 +21,7 @@ from controller.operator.runtime import (
     limit_malloc_arenas,
     tune_garbage_collector,
 )
+from controller.rollout.provider_rules import Provider
 
 
 class LogFormat(StrEnum):
@@ -52,6 +53,10 @@ def run_command(
     ] = LogFormat.JSON,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     tick: Annotated[float, typer.Option(min=0.1, help="Seconds between looks at each Canary.")] = 2.0,
+    default_provider: Annotated[
+        Provider,
+        typer.Option(help="The router of Canaries/BlueGreens without spec.provider (Flagger's -mesh-provider)."),
+    ] = Provider.ISTIO,
     peering: Annotated[str | None, typer.Option(help="kopf peering name for HA (one active replica).")] = None,
     priority: Annotated[int | None, typer.Option(help="This replica's peering priority (default: random).")] = None,
     hook_secret_file: Annotated[
@@ -85,6 +90,7 @@ def run_command(
         raise typer.BadParameter(str(error), param_hint="--default-alert-url") from error
     config = OperatorConfig(
         tick_seconds=tick,
+        default_provider=default_provider.value,
         metrics_server=metrics_server,
         hook_secret=hook_secret_file.read_bytes().strip() if hook_secret_file else None,
         default_alert=default_alert,

@@ -21,6 +21,7 @@ import yaml
 from controller.cli.scrape_interval import scrape_interval_warnings
 from controller.cli.skipped import skip_reason
 from controller.rollout.durations import DurationError, parse_duration
+from controller.rollout.provider_rules import Provider, with_default_provider
 from controller.rollout.validation import Problem, is_checked_document, validate_document
 
 SUFFIXES = (".yaml", ".yml", ".json")
@@ -105,7 +106,7 @@ def _flatten(document: Any) -> Iterator[Any]:
         yield document
 
 
-def _check_file(label: str, tally: Tally, scrape_s: float | None = None) -> None:
+def _check_file(label: str, tally: Tally, scrape_s: float | None = None, default_provider: str = "istio") -> None:
     try:
         text = sys.stdin.read() if label == STDIN else Path(label).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
@@ -122,7 +123,7 @@ def _check_file(label: str, tally: Tally, scrape_s: float | None = None) -> None
                         kind = item.get("kind") if isinstance(item, Mapping) else None
                         tally.noted.append({"file": shown, "kind": kind, "name": name, "skipped": reason})
                     continue
-                report = validate_document(item)
+                report = validate_document(with_default_provider(item, default_provider))
                 tally.results.append(
                     DocumentResult(
                         shown,
@@ -169,6 +170,14 @@ def validate_command(
             help="Your Prometheus' scrape interval (e.g. 30s): warn about analysis intervals shorter than it.",
         ),
     ] = None,
+    default_provider: Annotated[
+        Provider,
+        typer.Option(
+            "--default-provider",
+            help="The router of Canaries/BlueGreens without spec.provider, as the operator's --default-provider "
+            "(Flagger's -mesh-provider).",
+        ),
+    ] = Provider.ISTIO,
 ) -> None:
     """Validate Canary, MetricTemplate and AlertProvider manifests (Coalmine's and Flagger's)."""
     scrape_s: float | None = None
@@ -181,7 +190,7 @@ def validate_command(
             raise typer.BadParameter("must be positive", param_hint="'--scrape-interval'")
     tally = Tally()
     for label in _files(paths):
-        _check_file(label, tally, scrape_s)
+        _check_file(label, tally, scrape_s, default_provider.value)
     failed = [result for result in tally.results if not result.valid or (strict and result.warnings)]
     if output is OutputFormat.JSON:
         typer.echo(json.dumps([asdict(result) for result in tally.results] + tally.noted, indent=2))

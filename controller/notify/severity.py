@@ -24,6 +24,7 @@ ERROR_REASONS = frozenset(
         Reason.MAX_DURATION_EXCEEDED,
         Reason.PROMOTION_STALLED,
         Reason.TARGET_MISSING,
+        Reason.ROUTE_NOT_ACCEPTED,
     }
 )
 """The rollout failed, was stopped or is stuck promoting: someone must look."""

@@ -51,6 +51,8 @@ class OperatorConfig:
     kubernetes_timeout_s: float = 30.0
     instance: str = "coalmine"
     concurrency: int = 64
+    default_provider: str = "istio"
+    """The router of Canaries/BlueGreens without ``spec.provider`` (Flagger's ``-mesh-provider``)."""
     selector: tuple[tuple[str, str | None], ...] = ()
     """Only Canaries/BlueGreens with these labels (value None: the label is present, any value), for sharding."""
 

@@ -84,6 +84,7 @@ def gather(api: KubeApi, router: Router, canary: Mapping[str, Any], spec: Canary
         primary_updated=primary_updated,
         primary_revision=primary_revision,
         routes=None if routes is None else RouteWeights(routes.primary, routes.canary),
+        route_problem=router.route_problem(),
         request=decode_request(annotations.get(REQUEST_ANNOTATION)),
         generation=int(meta.get("generation") or 0),
         deleting=meta.get("deletionTimestamp") is not None,

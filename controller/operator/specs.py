@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from controller.operator.context import OperatorContext
 from controller.rollout.kinds import Strategy
+from controller.rollout.provider_rules import with_default_provider
 from controller.rollout.validation import InvalidSpecError
 
 T = TypeVar("T")
@@ -23,6 +24,7 @@ T = TypeVar("T")
 
 def parse_cached(ctx: OperatorContext, strategy: Strategy[T], document: Mapping[str, Any]) -> T:
     """``strategy.parse(document)``, reused while the object's kind and spec are unchanged."""
+    document = with_default_provider(document, ctx.config.default_provider)
     uid = _identity(strategy, document)
     key = (document.get("kind"), document.get("apiVersion"), document.get("spec"))
     cached = ctx.parsed_specs.get(uid)

@@ -14,7 +14,14 @@ from controller.rollout.bluegreen_requests import _POST_GATE, MANUAL_SWITCH
 from controller.rollout.bluegreen_spec import BlueGreenSpec
 from controller.rollout.decision import PromotePrimary, Reason, SetWeights
 from controller.rollout.durations import format_duration
-from controller.rollout.looks import _failed_check, _hook_failed, record_look, rollback_requested, rolled_back_stalled
+from controller.rollout.looks import (
+    _failed_check,
+    _hook_failed,
+    held_by_refused_route,
+    record_look,
+    rollback_requested,
+    rolled_back_stalled,
+)
 from controller.rollout.moves import (
     APPROVED,
     GATE_CONFIRM_PROMOTION,
@@ -62,7 +69,7 @@ def _green_ready(tick: Tick) -> bool:
         return False
     if tick.status.hold is Hold.CANARY_NOT_READY:
         tick.update(hold=None, message="")
-    return True
+    return not held_by_refused_route(tick)
 
 
 def _look(tick: Tick, spec: BlueGreenSpec) -> tuple[bool, Verdict | None]:

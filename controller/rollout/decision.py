@@ -115,6 +115,7 @@ class Reason(StrEnum):
     RETRIED = "Retried"
     REQUEST_IGNORED = "ManualRequestIgnored"
     ROUTES_DRIFTED = "RoutesDrifted"
+    ROUTE_NOT_ACCEPTED = "RouteNotAccepted"
     TARGET_MISSING = "TargetMissing"
     POST_ROLLOUT_FAILED = "PostRolloutFailed"
     TERMINATING = "Terminating"

@@ -55,6 +55,8 @@ def analyse(tick: Tick) -> None:
         return
     if tick.status.hold is Hold.CANARY_NOT_READY:
         tick.update(hold=None, message="")
+    if held_by_refused_route(tick):
+        return
     # plan() gathered nothing for a canary the previous tick found not ready, so the look waits one more tick.
     gathered = not gathering_paused(tick.start)
     if spec.skip_analysis:
@@ -63,6 +65,24 @@ def analyse(tick: Tick) -> None:
     if tick.status.paused_by_user or not look_due(spec, tick.status, tick.now) or not gathered:
         return
     _look(tick)
+
+
+def held_by_refused_route(tick: Tick) -> bool:
+    """The router's object is refused (a Gateway did not accept the HTTPRoute): traffic does not move as the
+    status says, so nothing is analysed or advanced until it is fixed (one Warning Event, notified as an error).
+    It is no progress: the progress deadline rolls back a route that stays refused."""
+    problem = tick.obs.route_problem
+    if problem is None:
+        if tick.status.hold is Hold.ROUTE_NOT_ACCEPTED:
+            tick.update(hold=None, message="")
+        return False
+    tick.hold(
+        Hold.ROUTE_NOT_ACCEPTED,
+        f"Routes for {tick.target} are not in effect: {problem}",
+        Reason.ROUTE_NOT_ACCEPTED,
+        warning=True,
+    )
+    return True
 
 
 def rolled_back_stalled(tick: Tick) -> bool:

@@ -65,8 +65,9 @@ class Observations:
     the router object is missing. ``verdict`` is present only when the operator ran the analysis for this look
     (see :func:`controller.rollout.machine.plan`); ``hooks`` holds the outcome of each hook type it ran.
     ``generation`` is the Canary's ``metadata.generation``; ``deleting`` is True once it has a deletion timestamp.
-    ``canary_stalled``: the target Deployment's own ``Progressing`` condition says ``ProgressDeadlineExceeded`` —
-    Flagger treats that as final (no retry), and so does the engine.
+    ``route_problem``: why the router's object is refused (a Gateway that did not accept the HTTPRoute, backends
+    that do not resolve), or None. ``canary_stalled``: the target Deployment's own ``Progressing`` condition says
+    ``ProgressDeadlineExceeded`` — Flagger treats that as final (no retry), and so does the engine.
     """
 
     target: TargetObservation = field(default_factory=TargetObservation)
@@ -76,6 +77,7 @@ class Observations:
     primary_updated: bool = False
     primary_revision: str = ""
     routes: RouteWeights | None = None
+    route_problem: str | None = None
     verdict: Verdict | None = None
     hooks: Mapping[HookType, HookOutcome] = field(default_factory=dict)
     request: ManualRequest | None = None

@@ -100,6 +100,7 @@ class Hold(StrEnum):
     CONFIRM_PROMOTION = "ConfirmPromotion"
     USER_PAUSE = "UserPause"
     PROMOTION_STALLED = "PromotionStalled"
+    ROUTE_NOT_ACCEPTED = "RouteNotAccepted"
 
 
 HUMAN_HOLDS = frozenset(
@@ -120,5 +121,5 @@ def is_human_hold(hold: Hold | None) -> bool:
     return hold in HUMAN_HOLDS
 
 
-WORLD_HOLDS = frozenset({Hold.TARGET_MISSING, Hold.PRIMARY_NOT_READY, Hold.CANARY_NOT_READY})
+WORLD_HOLDS = frozenset({Hold.TARGET_MISSING, Hold.PRIMARY_NOT_READY, Hold.CANARY_NOT_READY, Hold.ROUTE_NOT_ACCEPTED})
 """Holds that say the cluster is not ready; shown in preference to a person's wait (nothing can move until then)."""

@@ -451,9 +451,9 @@ def parse_canary_spec(spec: Mapping[str, Any]) -> CanarySpec:
     )
 
 
-DEFAULT_QUERY_SETS = {"istio": "istio"}
-"""A provider's own metrics: Istio's router implies Istio's telemetry. A Gateway API implementation does not say
-which data plane reports the traffic, so a Canary routed by one names its ``analysis.querySet``."""
+DEFAULT_QUERY_SETS = {"istio": "istio", "gatewayapi:v1": "istio", "gatewayapi:v1beta1": "istio"}
+"""A provider's metrics when ``analysis.querySet`` is unset: Istio's telemetry — for Gateway API too, as Flagger
+(whose Gateway API provider reads Istio's metrics); validation warns that a Gateway API Canary should say."""
 
 
 def metrics_query_set(spec: CanarySpec) -> str | None:

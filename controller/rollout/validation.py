@@ -14,8 +14,10 @@ from typing import Any
 
 from controller.rollout.bluegreen_rules import check_bluegreen
 from controller.rollout.canary_rules import check_canary
+from controller.rollout.gatewayapi_translate import spec_problems
 from controller.rollout.istio_rules import check_istio_fields
 from controller.rollout.problems import Findings, Problem, check_object_name, mapping
+from controller.rollout.provider_rules import GATEWAY_API, check_provider, effective_provider
 from controller.rollout.resource_rules import TEMPLATE_VARIABLES, check_alert_provider, check_metric_template
 from controller.rollout.schema_check import check_schema
 from controller.rollout.spec import CanarySpec, parse_canary_spec
@@ -101,9 +103,28 @@ def validate_document(document: Mapping[str, Any]) -> ValidationReport:
     # The schema is checked with our apiVersion so a Flagger document is judged exactly like its Coalmine twin.
     check_schema(kind, {**document, "apiVersion": COALMINE_API_VERSION}, out)
     _RULES[kind](document, out)
-    if kind in ("Canary", "BlueGreen"):  # the kinds whose fields the Istio router copies into Istio objects
-        check_istio_fields(kind, document, out)
+    if kind in ("Canary", "BlueGreen"):  # the kinds whose fields a router copies into its objects
+        spec = mapping(document.get("spec"))
+        provider = effective_provider(spec)
+        analysis_key = "canaryAnalysis" if "canaryAnalysis" in spec and "analysis" not in spec else "analysis"
+        check_provider(spec, analysis_key, out)
+        if provider in GATEWAY_API:
+            if not out.problems:  # the typed spec exists only for a document that passed everything else
+                out.problems.extend(_gateway_api_problems(kind, spec))
+        else:
+            check_istio_fields(kind, document, out)
     return ValidationReport(kind, name, flagger, tuple(out.problems), tuple(out.warnings))
+
+
+def _gateway_api_problems(kind: str, spec: Mapping[str, Any]) -> list[Problem]:
+    """What an HTTPRoute (Gateway API standard channel) cannot carry of this Canary's or BlueGreen's routing."""
+    if kind == "BlueGreen":
+        from controller.rollout.bluegreen_spec import parse_bluegreen_spec  # it imports this module
+
+        canary = parse_bluegreen_spec(_normalised_spec(spec)).canary
+    else:
+        canary = parse_canary_spec(_normalised_spec(spec))
+    return spec_problems(canary)
 
 
 def _normalised_spec(spec: Mapping[str, Any]) -> dict[str, Any]:

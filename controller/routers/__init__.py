@@ -2,7 +2,8 @@
 
 A router owns the mesh objects that split traffic between ``<svc>-primary`` and ``<svc>-canary``. It is stateless
 between ticks: everything it needs is read back from the cluster, so a restarted operator picks up where it was.
-Adding a mesh is one new module implementing :class:`Router` plus one entry in :data:`ROUTERS`. There is no
+Adding a mesh is one new module implementing :class:`Router` plus one entry in :data:`ROUTERS` (Istio:
+:mod:`controller.routers.istio`; Gateway API: :mod:`controller.routers.gatewayapi`). There is no
 "no-op" router on purpose: an unknown provider is rejected, never silently treated as something else.
 """
 
@@ -63,6 +64,9 @@ class Router(Protocol):
     - ``set_routes``: write a split (weights always sum to 100);
     - ``get_routes``: the split read back from the cluster, ``None`` if the routing object is missing or isn't ours
       — the engine compares it with status to detect and undo manual edits (drift);
+    - ``route_problem``: why the mesh or a gateway refuses the routing object (a parent that did not accept a
+      route, backends that do not resolve), in one sentence, or ``None`` — traffic that does not move must be
+      reported, never analysed as if it did;
     - ``finalize``: undo what Coalmine did (restore a pre-existing object) when the Canary is deleted.
     """
 
@@ -71,6 +75,8 @@ class Router(Protocol):
     def set_routes(self, primary: int, canary: int, mirror: int | None = None, match_active: bool = False) -> None: ...
 
     def get_routes(self) -> Routes | None: ...
+
+    def route_problem(self) -> str | None: ...
 
     def finalize(self) -> None: ...
 
@@ -84,7 +90,18 @@ def _istio(api: KubeApi, spec: CanarySpec, canary_meta: Mapping[str, Any]) -> Ro
     return IstioRouter(api, spec, canary_meta)
 
 
-ROUTERS: Mapping[str, RouterFactory] = MappingProxyType({"istio": _istio})
+def _gateway_api(version: str) -> RouterFactory:
+    def factory(api: KubeApi, spec: CanarySpec, canary_meta: Mapping[str, Any]) -> Router:
+        from controller.routers.gatewayapi import GatewayApiRouter  # imported here: it imports this module
+
+        return GatewayApiRouter(api, spec, canary_meta, version=version)
+
+    return factory
+
+
+ROUTERS: Mapping[str, RouterFactory] = MappingProxyType(
+    {"istio": _istio, "gatewayapi:v1": _gateway_api("v1"), "gatewayapi:v1beta1": _gateway_api("v1beta1")}
+)
 
 
 def router_for(

@@ -447,6 +447,11 @@ class IstioRouter:
         """The live split, or ``None`` when the VirtualService is missing or carries no primary/canary route."""
         return read_routes(self._api.get(VIRTUAL_SERVICES, self._namespace, self._apex), self._apex)
 
+    def route_problem(self) -> str | None:
+        """Istio does not report per-object acceptance on a VirtualService (istiod's analysis is optional and
+        asynchronous), so there is nothing to read back: ``None``."""
+        return None
+
     def finalize(self) -> None:
         """Put a taken-over VirtualService back as it was; delete the routing objects Coalmine created."""
 
