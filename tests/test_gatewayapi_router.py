@@ -32,7 +32,7 @@ from controller.routers.gatewayapi_build import (
     read_routes,
     route_problem,
 )
-from controller.routers.istio import (
+from controller.routers.takeover import (
     ORIGINAL_CONFIGURATION_ANNOTATION,
     PREVIOUS_SESSION_COOKIE_ANNOTATION,
     SESSION_COOKIE_ANNOTATION,

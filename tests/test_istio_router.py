@@ -16,8 +16,6 @@ from controller.rollout.spec import CanarySpec, parse_canary_spec
 from controller.routers import InvalidRoutes, Routes, UnknownProvider, router_for
 from controller.routers.istio import (
     MATCH_ROUTE,
-    ORIGINAL_CONFIGURATION_ANNOTATION,
-    SESSION_COOKIE_ANNOTATION,
     STICKY_ROUTE,
     WEIGHTED_ROUTE,
     IstioRouter,
@@ -26,6 +24,7 @@ from controller.routers.istio import (
     read_routes,
     read_weights,
 )
+from controller.routers.takeover import ORIGINAL_CONFIGURATION_ANNOTATION, SESSION_COOKIE_ANNOTATION
 
 CANARY_META = {"name": "podinfo", "namespace": "test", "uid": "u-1"}
 

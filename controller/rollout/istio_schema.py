@@ -9,25 +9,17 @@ refused instead of pruned, to any sub-tree — a Canary's ``service.retries`` is
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
 from jsonschema import Draft4Validator
 
-from controller.rollout.problems import Findings, Problem, join
-from controller.rollout.schema_check import got, report_errors, tightened_validator
-from controller.schema.cel import rule_holds
+from controller.rollout.crd_rules import check_crd_rules
+from controller.rollout.problems import Findings, Problem
+from controller.rollout.schema_check import report_errors, tightened_validator
 from controller.schema.extract_istio import SHIPPED
-
-_JSON_TYPES: Mapping[str, tuple[type, ...]] = {
-    "string": (str,),
-    "integer": (int,),
-    "number": (int, float),
-    "boolean": (bool,),
-    "object": (dict,),
-    "array": (list,),
-}
+from controller.schema.openapi import rules_of
 
 
 @cache
@@ -54,56 +46,16 @@ def _validator(kind: str, path: str) -> Draft4Validator:
     return tightened_validator(subschema(kind, path))
 
 
-def _rules(node: Any) -> Iterator[str]:
-    if isinstance(node, Mapping):
-        for rule in node.get("x-kubernetes-validations") or ():
-            yield str(rule["rule"])
-        for child in node.values():
-            yield from _rules(child)
-    elif isinstance(node, list):
-        for child in node:
-            yield from _rules(child)
-
-
 def shipped_rules() -> set[str]:
     """Every CEL rule in the shipped schemas (a test compiles each one)."""
-    return {rule for schema in _schemas().values() for rule in _rules(schema)}
-
-
-def _has_type(schema: Mapping[str, Any], value: Any) -> bool:
-    expected = schema.get("type")
-    if not isinstance(expected, str):
-        return True
-    if isinstance(value, bool) and expected != "boolean":
-        return False
-    return isinstance(value, _JSON_TYPES.get(expected, (object,)))
-
-
-def _check_rules(schema: Mapping[str, Any], value: Any, path: str, out: Findings) -> None:
-    """Apply CEL rules where the value has the schema's type (a wrong type was already reported)."""
-    if not _has_type(schema, value):
-        return
-    for rule in schema.get("x-kubernetes-validations") or ():
-        if not rule_holds(str(rule["rule"]), value):
-            message = rule.get("message") or f"must satisfy the Istio rule {rule['rule']}"
-            out.problem(path, f"{message} ({got(value)})")
-    properties = schema.get("properties") or {}
-    extra = schema.get("additionalProperties")
-    if isinstance(value, dict):
-        for key, child in value.items():
-            child_schema = properties.get(key, extra if isinstance(extra, Mapping) else None)
-            if child_schema is not None:
-                _check_rules(child_schema, child, join(path, str(key)), out)
-    elif isinstance(value, list) and isinstance(schema.get("items"), Mapping):
-        for index, child in enumerate(value):
-            _check_rules(schema["items"], child, join(path, index), out)
+    return {rule for schema in _schemas().values() for rule in (str(entry["rule"]) for entry in rules_of(schema))}
 
 
 def check_istio_value(kind: str, schema_path: str, value: Any, field_path: str, out: Findings) -> None:
     """Report what Istio's API server would refuse (or prune) in ``value``, placed at ``schema_path`` of a
     ``kind`` object, as problems at ``field_path``."""
     report_errors(_validator(kind, schema_path), value, field_path, out)
-    _check_rules(subschema(kind, schema_path), value, field_path, out)
+    check_crd_rules(subschema(kind, schema_path), value, field_path, out, source="Istio", show_value=True)
 
 
 def istio_problems(kind: str, schema_path: str, value: Any) -> list[Problem]:

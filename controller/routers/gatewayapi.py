@@ -13,8 +13,6 @@ refusal into one sentence for a condition or an Event.
 
 from __future__ import annotations
 
-import copy
-import json
 import secrets
 import string
 from collections.abc import Callable, Mapping
@@ -23,7 +21,7 @@ from typing import Any
 from controller.kube.api import Resource
 from controller.kube.client import KubeApi, create_or_update, describe, update_with_retry
 from controller.kube.errors import ApiNotFound
-from controller.kube.meta import ANNOTATION_PREFIX, CANARY_KIND, is_owned_by
+from controller.kube.meta import CANARY_KIND, is_owned_by
 from controller.kube.objects import service_names
 from controller.rollout.spec import CanarySpec
 from controller.routers import Router, Routes
@@ -34,12 +32,14 @@ from controller.routers.gatewayapi_build import (
     read_routes,
     route_problem,
 )
-from controller.routers.istio import (
-    ORIGINAL_CONFIGURATION_ANNOTATION,
+from controller.routers.takeover import (
     PREVIOUS_SESSION_COOKIE_ANNOTATION,
     PRIMARY_SESSION_COOKIE_ANNOTATION,
     SESSION_COOKIE_ANNOTATION,
     SessionCookies,
+    live_state,
+    next_cookies,
+    restored,
 )
 
 Object = dict[str, Any]
@@ -98,49 +98,18 @@ class GatewayApiRouter:
         self._apex = service_names(spec)[0]
         self._kind = str(canary_meta.get("kind") or CANARY_KIND)
 
-    @staticmethod
-    def _cookies(live: Mapping[str, Any]) -> SessionCookies:
-        annotations = (live.get("metadata") or {}).get("annotations") or {}
-        return SessionCookies(
-            annotations.get(SESSION_COOKIE_ANNOTATION),
-            annotations.get(PREVIOUS_SESSION_COOKIE_ANNOTATION),
-            annotations.get(PRIMARY_SESSION_COOKIE_ANNOTATION),
-        )
-
     def _desired(self, live: Mapping[str, Any] | None, routes: Routes | None, cookies: SessionCookies | None) -> Object:
         """The HTTPRoute to write given the live one: same split (and cookies) unless told otherwise."""
-        annotations: dict[str, str] = {}
-        owned = live is None or is_owned_by(live, self._name)
-        if live is not None:
-            live_annotations = (live.get("metadata") or {}).get("annotations") or {}
-            original = live_annotations.get(ORIGINAL_CONFIGURATION_ANNOTATION)
-            if original is None and not owned:
-                original = json.dumps(live.get("spec") or {}, sort_keys=True, separators=(",", ":"))
-            if original is not None:
-                annotations[ORIGINAL_CONFIGURATION_ANNOTATION] = original
-            adopted = owned or ORIGINAL_CONFIGURATION_ANNOTATION in live_annotations
-            if routes is None:
-                routes = (read_routes(live, self._apex) if adopted else None) or Routes(100, 0)
-            if cookies is None:
-                cookies = self._cookies(live)
-        routes = routes or Routes(100, 0)
-        cookies = cookies or SessionCookies()
-        for key, value in (
-            (SESSION_COOKIE_ANNOTATION, cookies.current),
-            (PREVIOUS_SESSION_COOKIE_ANNOTATION, cookies.previous),
-            (PRIMARY_SESSION_COOKIE_ANNOTATION, cookies.primary),
-        ):
-            if value:
-                annotations[key] = value
+        state = live_state(live, self._name, routes, cookies, lambda obj: read_routes(obj, self._apex))
         return build_http_route(
             self._spec,
             self._name,
             self._namespace,
-            routes,
+            state.routes,
             canary_uid=self._uid,
-            cookies=cookies,
-            owned=owned,
-            annotations=annotations,
+            cookies=state.cookies,
+            owned=state.owned,
+            annotations=state.annotations,
             owner_kind=self._kind,
             api_version=f"{GATEWAY_API_GROUP}/{self._resource.version}",
         )
@@ -161,17 +130,8 @@ class GatewayApiRouter:
         routes = Routes(primary, canary, mirror, match_active).check()
 
         def mutate(live: Object) -> Object:
-            cookies = self._cookies(live)
             affinity = self._spec.analysis.session_affinity
-            if affinity and canary > 0:
-                current = cookies.current or f"{affinity.cookie_name}={self._cookie_factory()}"
-                pinned = cookies.primary
-                if affinity.primary_cookie_name and not pinned:
-                    pinned = f"{affinity.primary_cookie_name}={self._cookie_factory()}"
-                cookies = SessionCookies(current, cookies.previous, pinned)
-            elif affinity and canary == 0 and (cookies.current or cookies.primary):
-                # The run is over: the canary's cookie is expired on clients, the primary's no longer routes.
-                cookies = SessionCookies(None, cookies.current or cookies.previous)
+            cookies = next_cookies(live, affinity, canary, self._cookie_factory)
             return _merge_spec(live, self._desired(live, routes, cookies))
 
         written = update_with_retry(self._api, self._resource, self._namespace, self._apex, mutate)
@@ -191,19 +151,7 @@ class GatewayApiRouter:
     def finalize(self) -> None:
         """Put a taken-over HTTPRoute back as it was; delete the one Coalmine created."""
 
-        def restore(live: Object) -> Object:
-            annotations = (live.get("metadata") or {}).get("annotations") or {}
-            original = annotations.get(ORIGINAL_CONFIGURATION_ANNOTATION)
-            if original is None:
-                return live
-            restored = {k: copy.deepcopy(v) for k, v in live.items() if k != "status"}
-            metadata = dict(restored.get("metadata") or {})
-            metadata["annotations"] = {k: v for k, v in annotations.items() if not k.startswith(ANNOTATION_PREFIX)}
-            restored["metadata"] = metadata
-            restored["spec"] = json.loads(original)
-            return restored
-
-        live = update_with_retry(self._api, self._resource, self._namespace, self._apex, restore)
+        live = update_with_retry(self._api, self._resource, self._namespace, self._apex, restored)
         if live is not None and is_owned_by(live, self._name):
             self._api.delete(self._resource, self._namespace, self._apex)
 

@@ -43,7 +43,8 @@ from controller.rollout.gatewayapi_translate import (
 from controller.rollout.problems import Findings
 from controller.rollout.spec import CanarySpec
 from controller.routers import RouterError, Routes
-from controller.routers.istio import SessionCookies, set_cookie_value
+from controller.routers.istio import set_cookie_value
+from controller.routers.takeover import SessionCookies
 
 Object = dict[str, Any]
 

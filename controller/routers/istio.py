@@ -25,11 +25,9 @@ reference, so deleting the Canary can't garbage-collect a user's object.
 from __future__ import annotations
 
 import copy
-import json
 import secrets
 import string
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from controller.kube.client import (
@@ -41,36 +39,30 @@ from controller.kube.client import (
     update_with_retry,
 )
 from controller.kube.errors import ApiNotFound
-from controller.kube.meta import ANNOTATION_PREFIX, CANARY_KIND, copyable_annotations, is_owned_by, owner_reference
+from controller.kube.meta import CANARY_KIND, copyable_annotations, is_owned_by, owner_reference
 from controller.kube.objects import service_names
 from controller.rollout.match_merge import merge_match
 from controller.rollout.spec import CanarySpec, SessionAffinity
 from controller.routers import Router, Routes
+from controller.routers.takeover import (
+    PREVIOUS_SESSION_COOKIE_ANNOTATION,
+    PRIMARY_SESSION_COOKIE_ANNOTATION,
+    SESSION_COOKIE_ANNOTATION,
+    SessionCookies,
+    live_state,
+    next_cookies,
+    restored,
+)
 
 Object = dict[str, Any]
 
 ISTIO_API_VERSION = "networking.istio.io/v1beta1"
-ORIGINAL_CONFIGURATION_ANNOTATION = "coalmine.dev/original-configuration"
-SESSION_COOKIE_ANNOTATION = "coalmine.dev/session-cookie"
-PREVIOUS_SESSION_COOKIE_ANNOTATION = "coalmine.dev/previous-session-cookie"
-PRIMARY_SESSION_COOKIE_ANNOTATION = "coalmine.dev/primary-session-cookie"
 MATCH_ROUTE = "canary-match"
 STICKY_ROUTE = "sticky-route"
 STICKY_PRIMARY_ROUTE = "sticky-route-primary"
 WEIGHTED_ROUTE = "weighted"
 DEFAULT_COOKIE_MAX_AGE_S = 86400
 _RE2_SPECIAL = frozenset("\\.^$|?*+()[]{}")
-
-
-@dataclass(frozen=True)
-class SessionCookies:
-    """Session-affinity cookies (``name=value``): the one given to clients of the running canary, and the one of
-    the previous run, which is expired on clients once the canary weight is back to 0, and the one given to clients
-    of the primary during a run (``primaryCookieName``)."""
-
-    current: str | None = None
-    previous: str | None = None
-    primary: str | None = None
 
 
 def _is_tcp(spec: CanarySpec) -> bool:
@@ -361,47 +353,18 @@ class IstioRouter:
         self._apex = service_names(spec)[0]
         self._kind = str(canary_meta.get("kind") or CANARY_KIND)  # a Canary or a BlueGreen owns the objects
 
-    def _cookies(self, live: Mapping[str, Any]) -> SessionCookies:
-        annotations = (live.get("metadata") or {}).get("annotations") or {}
-        return SessionCookies(
-            annotations.get(SESSION_COOKIE_ANNOTATION),
-            annotations.get(PREVIOUS_SESSION_COOKIE_ANNOTATION),
-            annotations.get(PRIMARY_SESSION_COOKIE_ANNOTATION),
-        )
-
     def _desired(self, live: Mapping[str, Any] | None, routes: Routes | None, cookies: SessionCookies | None) -> Object:
         """The VirtualService to write given the live one: same split unless ``routes`` says otherwise."""
-        annotations: dict[str, str] = {}
-        owned = live is None or is_owned_by(live, self._name)
-        if live is not None:
-            live_annotations = (live.get("metadata") or {}).get("annotations") or {}
-            original = live_annotations.get(ORIGINAL_CONFIGURATION_ANNOTATION)
-            if original is None and not owned:
-                original = json.dumps(live.get("spec") or {}, sort_keys=True, separators=(",", ":"))
-            if original is not None:
-                annotations[ORIGINAL_CONFIGURATION_ANNOTATION] = original
-            adopted = owned or ORIGINAL_CONFIGURATION_ANNOTATION in live_annotations
-            if routes is None:
-                routes = (read_routes(live, self._apex) if adopted else None) or Routes(100, 0)
-            if cookies is None:
-                cookies = self._cookies(live)
-        routes = routes or Routes(100, 0)
-        cookies = cookies or SessionCookies()
-        if cookies.current:
-            annotations[SESSION_COOKIE_ANNOTATION] = cookies.current
-        if cookies.previous:
-            annotations[PREVIOUS_SESSION_COOKIE_ANNOTATION] = cookies.previous
-        if cookies.primary:
-            annotations[PRIMARY_SESSION_COOKIE_ANNOTATION] = cookies.primary
+        state = live_state(live, self._name, routes, cookies, lambda obj: read_routes(obj, self._apex))
         return build_virtual_service(
             self._spec,
             self._name,
             self._namespace,
-            routes,
+            state.routes,
             canary_uid=self._uid,
-            cookies=cookies,
-            owned=owned,
-            annotations=annotations,
+            cookies=state.cookies,
+            owned=state.owned,
+            annotations=state.annotations,
             owner_kind=self._kind,
         )
 
@@ -425,17 +388,8 @@ class IstioRouter:
         routes = Routes(primary, canary, mirror, match_active).check()
 
         def mutate(live: Object) -> Object:
-            cookies = self._cookies(live)
             affinity = self._spec.analysis.session_affinity
-            if affinity and canary > 0:
-                current = cookies.current or f"{affinity.cookie_name}={self._cookie_factory()}"
-                pinned = cookies.primary
-                if affinity.primary_cookie_name and not pinned:
-                    pinned = f"{affinity.primary_cookie_name}={self._cookie_factory()}"
-                cookies = SessionCookies(current, cookies.previous, pinned)
-            elif affinity and canary == 0 and (cookies.current or cookies.primary):
-                # The run is over: the canary's cookie is expired on clients, the primary's no longer routes.
-                cookies = SessionCookies(None, cookies.current or cookies.previous)
+            cookies = next_cookies(live, affinity, canary, self._cookie_factory)
             return _merge_spec(live, self._desired(live, routes, cookies))
 
         written = update_with_retry(self._api, VIRTUAL_SERVICES, self._namespace, self._apex, mutate)
@@ -455,19 +409,7 @@ class IstioRouter:
     def finalize(self) -> None:
         """Put a taken-over VirtualService back as it was; delete the routing objects Coalmine created."""
 
-        def restore(live: Object) -> Object:
-            annotations = (live.get("metadata") or {}).get("annotations") or {}
-            original = annotations.get(ORIGINAL_CONFIGURATION_ANNOTATION)
-            if original is None:
-                return live
-            restored = {k: copy.deepcopy(v) for k, v in live.items() if k != "status"}
-            metadata = dict(restored.get("metadata") or {})
-            metadata["annotations"] = {k: v for k, v in annotations.items() if not k.startswith(ANNOTATION_PREFIX)}
-            restored["metadata"] = metadata
-            restored["spec"] = json.loads(original)
-            return restored
-
-        live = update_with_retry(self._api, VIRTUAL_SERVICES, self._namespace, self._apex, restore)
+        live = update_with_retry(self._api, VIRTUAL_SERVICES, self._namespace, self._apex, restored)
         if live is not None and is_owned_by(live, self._name):
             self._api.delete(VIRTUAL_SERVICES, self._namespace, self._apex)
         for rule in build_destination_rules(self._spec):

@@ -4,7 +4,8 @@ cel-python implements the CEL language; Kubernetes adds its own library on top a
 ``time.ParseDuration``. The only such difference the Istio schemas Coalmine ships depend on is ``duration()``:
 cel-python also accepts days (``1d``), Go does not, so :func:`go_duration_ns` replaces it. A rule that calls any
 function outside CEL's standard set and :data:`KUBERNETES_FUNCTIONS` is refused at compile time
-(:class:`UnsupportedRule`), so an Istio upgrade that starts using one fails a test instead of passing every value.
+(:class:`UnsupportedRule`), so an Istio or Gateway API upgrade that starts using one fails a test instead of
+passing every value.
 """
 
 from __future__ import annotations
@@ -69,8 +70,41 @@ def _duration(value: Any) -> Any:
     return celtypes.DurationType(seconds=seconds, nanos=nanos)
 
 
-KUBERNETES_FUNCTIONS: dict[str, Callable[..., Any]] = {"duration": _duration}
-"""Functions whose Kubernetes behaviour differs from (or is missing in) cel-python, by name."""
+def _split(text: Any, separator: Any, limit: Any = None) -> Any:
+    parts = str(text).split(str(separator)) if limit is None or int(limit) < 0 else None
+    if parts is None:
+        parts = [] if int(limit) == 0 else str(text).split(str(separator), int(limit) - 1)
+    return celtypes.ListType([celtypes.StringType(part) for part in parts])
+
+
+def _substring(text: Any, start: Any, end: Any = None) -> Any:
+    value = str(text)
+    stop = len(value) if end is None else int(end)
+    if not 0 <= int(start) <= stop <= len(value):
+        return CELEvalError(f"substring({start}, {end}) out of range", IndexError, (text,))
+    return celtypes.StringType(value[int(start) : stop])
+
+
+def _join(items: Any, separator: Any = "") -> Any:
+    return celtypes.StringType(str(separator).join(str(item) for item in items))
+
+
+STRINGS_LIBRARY: dict[str, Callable[..., Any]] = {
+    "split": _split,
+    "substring": _substring,
+    "join": _join,
+    "lowerAscii": lambda text: celtypes.StringType(str(text).lower()),
+    "upperAscii": lambda text: celtypes.StringType(str(text).upper()),
+    "trim": lambda text: celtypes.StringType(str(text).strip()),
+    "indexOf": lambda text, sub: celtypes.IntType(str(text).find(str(sub))),
+    "lastIndexOf": lambda text, sub: celtypes.IntType(str(text).rfind(str(sub))),
+}
+"""The Kubernetes CEL strings-library functions cel-python lacks (``ext.Strings``, version 2 semantics)."""
+
+
+KUBERNETES_FUNCTIONS: dict[str, Callable[..., Any]] = {"duration": _duration, **STRINGS_LIBRARY}
+"""Functions whose Kubernetes behaviour differs from (or is missing in) cel-python, by name: Go's ``duration()``
+and the strings library's functions the shipped CRDs call."""
 
 
 def _called(tree: lark.Tree[Any]) -> set[str]:

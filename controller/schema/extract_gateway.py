@@ -11,13 +11,14 @@ channel). Regenerate it when Gateway API is upgraded::
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import yaml
+from controller.schema.extract import Shipment, render
+from controller.schema.extract import extract as extract_crds
+from controller.schema.extract import main as run
 
 GROUP = "gateway.networking.k8s.io"
 VERSION = "v1"  # controller.routers.gatewayapi.GATEWAY_API_VERSION
@@ -32,43 +33,19 @@ SOURCE = {
 }
 
 
+SHIPMENT = Shipment(GROUP, VERSION, KINDS, SHIPPED, SOURCE)
+
+
 def extract(documents: Iterable[Any]) -> dict[str, Any]:
     """The shipped data: every kind of :data:`KINDS` at :data:`VERSION`, its schema copied unchanged."""
-    schemas: dict[str, Any] = {}
-    for crd in documents:
-        if not isinstance(crd, Mapping) or crd.get("kind") != "CustomResourceDefinition":
-            continue
-        spec = crd.get("spec") or {}
-        kind = (spec.get("names") or {}).get("kind")
-        if spec.get("group") != GROUP or kind not in KINDS:
-            continue
-        for version in spec.get("versions") or ():
-            if version.get("name") == VERSION:
-                schemas[str(kind)] = version["schema"]["openAPIV3Schema"]
-    missing = [kind for kind in KINDS if kind not in schemas]
-    if missing:
-        raise ValueError(f"no {GROUP}/{VERSION} schema for {', '.join(missing)} in the CRD file")
-    return {"source": SOURCE, "apiVersion": f"{GROUP}/{VERSION}", "schemas": schemas}
-
-
-def render(data: Mapping[str, Any]) -> str:
-    return json.dumps(data, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    return extract_crds(SHIPMENT, documents)
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print(
-            "usage: python -m controller.schema.extract_gateway gateway.networking.k8s.io_httproutes.yaml",
-            file=sys.stderr,
-        )
-        return 2
-    with open(argv[0], encoding="utf-8") as handle:
-        data = extract(yaml.safe_load_all(handle))
-    SHIPPED.parent.mkdir(exist_ok=True)
-    SHIPPED.write_text(render(data), encoding="utf-8")
-    print(f"wrote {SHIPPED}")
-    return 0
+    return run(SHIPMENT, argv, "python -m controller.schema.extract_gateway gateway.networking.k8s.io_httproutes.yaml")
 
+
+__all__ = ["SHIPMENT", "SHIPPED", "extract", "main", "render"]
 
 if __name__ == "__main__":
     raise SystemExit(main(sys.argv[1:]))

@@ -22,17 +22,16 @@ Not emulated: the cost budget, ``optionalOldSelf``'s optional values, validation
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 import celpy
-import lark
 from celpy import adapter, celtypes
-from celpy.evaluation import CELEvalError, base_functions
+from celpy.evaluation import CELEvalError
 
-from controller.schema.cel import KUBERNETES_FUNCTIONS, UnsupportedRule
+from controller.schema.cel import KUBERNETES_FUNCTIONS, UnsupportedRule, compile_rule
+from controller.schema.openapi import cel_view, has_type, rules_of
 
 _MACROS = frozenset({"all", "exists", "exists_one", "map", "filter", "has"})
 _OLD_SELF = re.compile(r"\boldSelf\b")
@@ -42,80 +41,9 @@ _REASON_BODY = {
     "FieldValueRequired": "Required value",
     "FieldValueDuplicate": "Duplicate value",
 }
-_TYPES: Mapping[str, tuple[type, ...]] = {
-    "string": (str,),
-    "integer": (int,),
-    "number": (int, float),
-    "boolean": (bool,),
-    "object": (dict,),
-    "array": (list,),
-}
 
 
-def _split(text: Any, separator: Any, limit: Any = None) -> Any:
-    parts = str(text).split(str(separator)) if limit is None or int(limit) < 0 else None
-    if parts is None:
-        parts = [] if int(limit) == 0 else str(text).split(str(separator), int(limit) - 1)
-    return celtypes.ListType([celtypes.StringType(part) for part in parts])
-
-
-def _substring(text: Any, start: Any, end: Any = None) -> Any:
-    value = str(text)
-    stop = len(value) if end is None else int(end)
-    if not 0 <= int(start) <= stop <= len(value):
-        return CELEvalError(f"substring({start}, {end}) out of range", IndexError, (text,))
-    return celtypes.StringType(value[int(start) : stop])
-
-
-def _join(items: Any, separator: Any = "") -> Any:
-    return celtypes.StringType(str(separator).join(str(item) for item in items))
-
-
-STRINGS_LIBRARY: dict[str, Callable[..., Any]] = {
-    "split": _split,
-    "substring": _substring,
-    "join": _join,
-    "lowerAscii": lambda text: celtypes.StringType(str(text).lower()),
-    "upperAscii": lambda text: celtypes.StringType(str(text).upper()),
-    "trim": lambda text: celtypes.StringType(str(text).strip()),
-    "indexOf": lambda text, sub: celtypes.IntType(str(text).find(str(sub))),
-    "lastIndexOf": lambda text, sub: celtypes.IntType(str(text).rfind(str(sub))),
-}
-"""The Kubernetes CEL strings-library functions cel-python lacks (``ext.Strings``, version 2 semantics)."""
-
-FUNCTIONS: dict[str, Callable[..., Any]] = {**KUBERNETES_FUNCTIONS, **STRINGS_LIBRARY}
-
-
-def _called(tree: lark.Tree[Any]) -> set[str]:
-    names: set[str] = set()
-    for node in tree.iter_subtrees():
-        if node.data == "ident_arg":
-            names.add(str(node.children[0]))
-        elif node.data == "member_dot_arg":
-            names.add(str(node.children[1]))
-    return names
-
-
-@cache
-def compile_rule(rule: str) -> celpy.Runner:
-    """The compiled program of one rule or message expression (compiled once per process)."""
-    environment = celpy.Environment()
-    tree = environment.compile(rule)
-    unknown = _called(tree) - set(base_functions) - set(FUNCTIONS) - _MACROS
-    if unknown:
-        raise UnsupportedRule(f"CEL rule {rule!r} calls {', '.join(sorted(unknown))}, which the emulator lacks")
-    return environment.program(tree, functions=FUNCTIONS)
-
-
-def rules_of(schema: Any) -> Iterator[Mapping[str, Any]]:
-    """Every ``x-kubernetes-validations`` entry in a schema, at any depth."""
-    if isinstance(schema, Mapping):
-        yield from schema.get("x-kubernetes-validations") or ()
-        for value in schema.values():
-            yield from rules_of(value)
-    elif isinstance(schema, list):
-        for value in schema:
-            yield from rules_of(value)
+FUNCTIONS = KUBERNETES_FUNCTIONS
 
 
 @dataclass(frozen=True)
@@ -128,74 +56,10 @@ class RuleError:
 
 
 _ABSENT = object()
-# CEL's reserved words: a schema property so named is ``__name__`` in rules (apiextensions-apiserver's cel.Escape).
-_RESERVED = frozenset(
-    [
-        "true",
-        "false",
-        "null",
-        "in",
-        "as",
-        "break",
-        "const",
-        "continue",
-        "else",
-        "for",
-        "function",
-        "if",
-        "import",
-        "let",
-        "loop",
-        "package",
-        "namespace",
-        "return",
-        "var",
-        "void",
-        "while",
-    ]
-)
-_ESCAPABLE = re.compile(r"^[a-zA-Z_.\-/][a-zA-Z0-9_.\-/]*$")
-
-
-def escape(name: str) -> str:
-    """A declared property's name as CEL rules spell it (``namespace`` → ``__namespace__``, ``a.b`` → ``a__dot__b``)."""
-    if name in _RESERVED:
-        return f"__{name}__"
-    if not _ESCAPABLE.match(name):
-        return name  # not addressable from CEL
-    return (
-        name.replace("__", "__underscores__").replace(".", "__dot__").replace("-", "__dash__").replace("/", "__slash__")
-    )
-
-
-def cel_view(value: Any, schema: Mapping[str, Any]) -> Any:
-    """``value`` as rules see it: declared property names escaped; map keys (``additionalProperties``) are not."""
-    if isinstance(value, dict):
-        properties: Mapping[str, Any] = schema.get("properties") or {}
-        extra = schema.get("additionalProperties")
-        result: dict[str, Any] = {}
-        for key, child in value.items():
-            if key in properties:
-                result[escape(key)] = cel_view(child, properties[key])
-            else:
-                result[key] = cel_view(child, extra) if isinstance(extra, Mapping) else child
-        return result
-    if isinstance(value, list) and isinstance(schema.get("items"), Mapping):
-        return [cel_view(item, schema["items"]) for item in value]
-    return value
 
 
 def _join_path(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
-
-
-def _has_type(schema: Mapping[str, Any], value: Any) -> bool:
-    expected = schema.get("type")
-    if not isinstance(expected, str):
-        return True
-    if isinstance(value, bool) and expected != "boolean":
-        return False
-    return isinstance(value, _TYPES.get(expected, (object,)))
 
 
 def _evaluate(program: celpy.Runner, activation: Mapping[str, Any]) -> Any:
@@ -258,7 +122,7 @@ def check(schema: Mapping[str, Any], value: Any, old: Any = _ABSENT, path: str =
 
 
 def _walk(schema: Mapping[str, Any], value: Any, old: Any, path: str, out: list[RuleError]) -> None:
-    if value is None or not _has_type(schema, value):
+    if value is None or not has_type(schema, value):
         return
     _check_node(schema, value, old, path, out)
     if isinstance(value, dict):
