@@ -1,31 +1,33 @@
 """``coalmine sandbox --hold --kubeconfig PATH``: a sandbox a user keeps, driven with their own client and manifests.
 
 The held sandbox runs as a user would start it (a separate ``python -m e2e.sandbox --hold`` process). The test
-applies the README's example (``examples/demo-canary.yaml``) through the kubeconfig it wrote, as ``kubectl apply``
-would, sees the operator initialise the Canary, then stops the sandbox with SIGTERM: exit status 0, no process
+drives it with **real kubectl** (v1.35, ``tests/kubectl_binary.py``) through the kubeconfig it wrote, exactly as the
+printed instructions say: ``kubectl apply -f examples/demo-canary.yaml`` with kubectl's default validation,
+``kubectl wait`` for the operator to initialise the Canary, ``kubectl get canaries`` with the CRD's columns and
+``kubectl coalmine get`` through the plugin; then it stops the sandbox with SIGTERM: exit status 0, no process
 left, no work directory, and the kubeconfig it wrote removed. It also refuses to overwrite a real kubeconfig.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
+from kubectl_binary import KubectlUnavailable, kubectl_path
 from test_sandbox import assert_nothing_left, prometheus_installed, start_sandbox
 
-from controller.cli.kubectl.access import connect
-from controller.kube.api import CANARIES, DEPLOYMENTS
 from e2e.sandbox import procs
 
 __all__ = ["prometheus_installed"]  # the module-scoped fixture that installs Prometheus (or skips)
 
 EXAMPLE = procs.REPO_ROOT / "examples" / "demo-canary.yaml"
+VENV_BIN = Path(sys.executable).parent  # where kubectl-coalmine is installed, for kubectl's plugin lookup
 
 
 def read_until(process: subprocess.Popen[str], pattern: str, timeout_s: float) -> str:
@@ -43,12 +45,12 @@ def read_until(process: subprocess.Popen[str], pattern: str, timeout_s: float) -
     pytest.fail(f"no {pattern!r} within {timeout_s} s:\n{''.join(seen)}")
 
 
-def documents() -> list[dict[str, Any]]:
-    return [doc for doc in yaml.safe_load_all(EXAMPLE.read_text(encoding="utf-8")) if doc]
-
-
 @pytest.mark.timeout(150)
 def test_a_held_sandbox_serves_your_own_manifests_until_sigterm_then_cleans_up(tmp_path: Path) -> None:
+    try:
+        kubectl_binary = kubectl_path()
+    except KubectlUnavailable as error:
+        pytest.skip(f"real kubectl is not available here: {error}")
     kubeconfig = tmp_path / "sandbox.kubeconfig"
     process = start_sandbox("--hold", "--kubeconfig", str(kubeconfig))
     try:
@@ -57,19 +59,20 @@ def test_a_held_sandbox_serves_your_own_manifests_until_sigterm_then_cleans_up(t
         assert "kubectl apply -f examples/demo-canary.yaml" in output
         workdir = re.search(r"Logs: (\S+)", output)
         assert workdir, output
-        cluster = connect(str(kubeconfig), None, "test")
-        try:
-            for doc in documents():
-                resource = DEPLOYMENTS if doc["kind"] == "Deployment" else CANARIES
-                cluster.api.create(resource, doc["metadata"]["namespace"], doc)
-            deadline, phase = time.monotonic() + 60, None
-            while time.monotonic() < deadline and phase != "Initialized":
-                canary = cluster.api.get(CANARIES, "test", "podinfo")
-                phase = ((canary or {}).get("status") or {}).get("phase")
-                time.sleep(0.5)
-            assert phase == "Initialized"
-        finally:
-            cluster.api.close()
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
+
+        def kubectl(*args: str) -> str:
+            done = subprocess.run(
+                [str(kubectl_binary), *args], env=env, capture_output=True, text=True, timeout=90, check=False
+            )
+            assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stdout}{done.stderr}"
+            return done.stdout
+
+        assert "created" in kubectl("apply", "-f", str(EXAMPLE))
+        kubectl("wait", "canary/podinfo", "-n", "test", "--for=jsonpath={.status.phase}=Initialized", "--timeout=60s")
+        listed = kubectl("get", "canaries", "-n", "test")
+        assert listed.split()[:3] == ["NAME", "STATUS", "WEIGHT"] and "Initialized" in listed, listed
+        assert "podinfo" in kubectl("coalmine", "get", "-n", "test")
         process.send_signal(signal.SIGTERM)
         rest, _ = process.communicate(timeout=60)
     finally:
