@@ -84,6 +84,7 @@ RESOURCES: list[tuple[str, str, bool, dict[str, Any]]] = [
             "action": "Sync",
             "reportingController": "coalmine",
             "reportingInstance": "c-1",
+            "type": "Normal",
         },
     ),
     ("apps/v1", "Deployment", True, {"spec": _deployment()["spec"]}),

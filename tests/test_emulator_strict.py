@@ -565,3 +565,40 @@ def test_events_are_one_store_over_http(k8s_client: kubernetes.client.ApiClient)
     assert event.reporting_controller == "coalmine"
     events.delete_namespaced_event(event.metadata.name, NS)
     assert core.list_namespaced_event(NS).items == []
+
+
+EVENTS = "events.k8s.io/v1/events"
+
+
+def _event(**changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "metadata": {"name": "e1"},
+        "eventTime": "2026-12-07T00:00:00.000000Z",
+        "reportingController": "coalmine.dev/operator",
+        "reportingInstance": "coalmine-0",
+        "action": "Advanced",
+        "reason": "Advanced",
+        "type": "Normal",
+        "note": "Advance podinfo canary weight 20",
+        "regarding": {"kind": "Canary", "name": "podinfo", "namespace": "test"},
+    }
+    body.update(changes)
+    return {key: value for key, value in body.items() if value is not None}
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"note": "x" * 1025}, "note"),
+        ({"type": "Info"}, "type"),
+        ({"eventTime": None}, "eventTime"),
+        ({"reportingController": None}, "reportingController"),
+        ({"action": "a" * 129}, "action"),
+    ],
+)
+def test_an_events_api_event_is_validated_on_create_as_a_real_server_does(changes: dict[str, Any], field: str) -> None:
+    emulator = CoalmineEmulator()
+    emulator.create_object(EVENTS, _event(metadata={"name": "fine"}), "test")
+    with pytest.raises(ApiError) as refused:
+        emulator.create_object(EVENTS, _event(**changes), "test")
+    assert refused.value.code == 422 and f"{field}:" in refused.value.message

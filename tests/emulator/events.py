@@ -9,8 +9,12 @@ The API server keeps every Event in the core form and converts on the way in and
 So an Event an operator records through one API is listed, watched, patched and deleted through the other.
 
 Not emulated: the zero values Go serialises for unset struct fields (``regarding: {}``, ``eventTime: null``…): a
-field absent on one side is absent on the other. Nor the events.k8s.io create validation (required ``eventTime``,
-``type`` of Normal/Warning, …) or field selectors spelled in the events.k8s.io names.
+field absent on one side is absent on the other. Nor field selectors spelled in the events.k8s.io names.
+
+An Event created through ``events.k8s.io/v1`` is validated as the API server does (``ValidateEventCreate``):
+``eventTime``, ``reportingController``, ``reportingInstance``, ``action`` and ``reason`` required (at most 128
+characters each), ``type`` Normal or Warning, and ``note`` at most 1 KB — so an operator whose Event notes can grow
+(a failing query quoted in full) fails here as it would on a cluster.
 """
 
 from __future__ import annotations
@@ -48,3 +52,32 @@ def to_core(obj: Mapping[str, Any]) -> dict[str, Any]:
 def to_events(obj: Mapping[str, Any]) -> dict[str, Any]:
     """A stored (core) Event as ``events.k8s.io/v1`` serves it."""
     return _renamed(obj, _TO_EVENTS, EVENTS_API_VERSION)
+
+
+NOTE_LIMIT = 1024
+_NAME_LIMIT = 128
+
+
+def create_problems(obj: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """What the API server refuses in an ``events.k8s.io/v1`` Event being created: (path, message, reason)."""
+    problems: list[tuple[str, str, str]] = []
+    if not obj.get("eventTime"):
+        problems.append(("eventTime", "Required value", "FieldValueRequired"))
+    for key in ("reportingController", "reportingInstance", "action", "reason"):
+        value = obj.get(key)
+        if not value:
+            problems.append((key, "Required value", "FieldValueRequired"))
+        elif len(str(value)) > _NAME_LIMIT:
+            problems.append((key, f"Too long: may not be more than {_NAME_LIMIT} bytes", "FieldValueTooLong"))
+    if obj.get("type") not in ("Normal", "Warning"):
+        problems.append(
+            (
+                "type",
+                f'Unsupported value: {obj.get("type")!r}: supported values: "Normal", "Warning"',
+                "FieldValueNotSupported",
+            )
+        )
+    note = obj.get("note")
+    if isinstance(note, str) and len(note.encode()) > NOTE_LIMIT:
+        problems.append(("note", f"Too long: may not be more than {NOTE_LIMIT} bytes", "FieldValueTooLong"))
+    return problems

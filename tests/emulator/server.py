@@ -42,7 +42,8 @@ What it does like a real API server
   kubernetes-sigs/gateway-api): VirtualService and DestinationRule, GatewayClass, Gateway, HTTPRoute and
   ReferenceGrant are pruned, defaulted and validated by those schemas, CEL included, as on a cluster.
 - **Events**: core ``v1`` and ``events.k8s.io/v1`` Events are one store (:mod:`.events`, the real conversion:
-  ``note``↔``message``, ``regarding``↔``involvedObject``, …), so ``kubectl describe`` shows the operator's.
+  ``note``↔``message``, ``regarding``↔``involvedObject``, …), so ``kubectl describe`` shows the operator's; an
+  ``events.k8s.io`` Event is validated on create (required fields, ``type``, ``note`` ≤ 1 KB).
 - **Services** (:mod:`.services`): ``type`` semantics — ClusterIP default, ``clusterIP`` allocated and immutable,
   nodePorts allocated (30000–32767) for NodePort/LoadBalancer and kept when an update omits them, released when
   the type goes back to ClusterIP, ``externalTrafficPolicy`` defaulted, a nodePort on ClusterIP refused.
@@ -70,8 +71,7 @@ What it does not do
   ``emulator.coalmine.dev/hold-status: "true"`` annotation, then write ``/status`` yourself).
 - No schema validation of built-in kinds beyond metadata and unknown fields (a Deployment with a wrong type is
   stored as written; tests validate what the operator writes with ``kubernetes-validate``), no validation
-  ratcheting (an unchanged invalid value is refused on update), no CEL cost limits, no create validation of
-  ``events.k8s.io`` Events, no admission webhooks, no server-side apply (not advertised in OpenAPI either), no
+  ratcheting (an unchanged invalid value is refused on update), no CEL cost limits, no admission webhooks, no server-side apply (not advertised in OpenAPI either), no
   ``deletecollection``, no authentication or RBAC, no managedFields. No protobuf: a protobuf body
   (``kubectl create namespace``, ``kubectl create configmap`` — kubectl's typed clients) is answered **415**, and
   ``/openapi/v2`` asked for as protobuf **406**. Field validation skips JSON patches (the real server checks

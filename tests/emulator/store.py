@@ -14,6 +14,7 @@ import string
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from . import events
 from .objects import (
     ApiError,
     BuiltinBehaviour,
@@ -113,6 +114,10 @@ class Store:
             meta["generation"] = 1
         else:
             meta.pop("generation", None)
+        if spec.group == "events.k8s.io":
+            causes: list[Cause] = list(events.create_problems(obj))
+            if causes:
+                raise invalid(spec, name, causes)
         if spec.to_storage is not None:
             obj = spec.to_storage(obj)
         obj = self._admit(spec, obj, None)
