@@ -71,7 +71,8 @@ What it does not do
   ``emulator.coalmine.dev/hold-status: "true"`` annotation, then write ``/status`` yourself).
 - No schema validation of built-in kinds beyond metadata and unknown fields (a Deployment with a wrong type is
   stored as written; tests validate what the operator writes with ``kubernetes-validate``), no validation
-  ratcheting (an unchanged invalid value is refused on update), no CEL cost limits, no admission webhooks, no server-side apply (not advertised in OpenAPI either), no
+  ratcheting (an unchanged invalid value is refused on update), no CEL cost limits, no admission webhooks,
+  no server-side apply (not advertised in OpenAPI either), no
   ``deletecollection``, no authentication or RBAC, no managedFields. No protobuf: a protobuf body
   (``kubectl create namespace``, ``kubectl create configmap`` — kubectl's typed clients) is answered **415**, and
   ``/openapi/v2`` asked for as protobuf **406**. Field validation skips JSON patches (the real server checks
