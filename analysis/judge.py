@@ -4,7 +4,9 @@ Pure and deterministic, so the operator, ``coalmine simulate``, ``coalmine judge
 decide identically. Semantics (docs/judge.md has the long version):
 
 - threshold metrics behave as in Flagger: a value outside [min, max] fails the check, a provider error fails it with
-  the error, no value is NO_DATA (never a pass);
+  the error, no value is NO_DATA (never a pass), a non-finite value (``+Inf``) is bad data and fails it;
+- per-arm counts that cannot be real (non-finite, negative, above :data:`MAX_LOOK_COUNT`, more errors than
+  requests) are bad data: a failed comparison, the sequential state untouched — never a crash, never evidence;
 - the error-rate and latency comparisons are always-valid tests of canary vs primary (``analysis.sequential``); a
   rejection is REJECTED, which rolls back at once; before ``min_requests`` requests per arm they accumulate data but
   give no verdict, and the look is not promotable — a look in which nothing else gave a verdict is NO_DATA;
@@ -57,12 +59,36 @@ class _Result:
     collecting: bool = False  # below its minimum (requests or points): it passes but has no verdict yet
 
 
+MAX_LOOK_COUNT = 1e15
+"""More requests than this in one look (a quadrillion) is not traffic but a broken exporter or query: bad data."""
+
+
+def bad_counts(look: Look) -> str | None:
+    """Why the look's per-arm counts cannot be real (non-finite, negative, absurdly large, more errors than
+    requests), or None. Bad data is a failed check — never a crash, never a promotion."""
+    for arm, counts in (("canary", look.canary), ("primary", look.primary)):
+        for name, value in (("requests", counts.requests), ("errors", counts.errors), ("slow", counts.slow)):
+            if name == "requests" and math.isnan(value):
+                continue  # no value at all: the look has no data (below), not bad data
+            if not math.isfinite(value) or value < 0 or value > MAX_LOOK_COUNT:
+                return f"bad data from the metrics provider: {arm} {name} = {value:g}"
+        # 5xx are a subset of the same counter's series; slow requests come from another metric (the histogram),
+        # scraped apart, so only errors are held to the requests.
+        for name, value in (("errors", counts.errors),):
+            if value > counts.requests:
+                return f"bad data from the metrics provider: {arm} {name} {value:g} > requests {counts.requests:g}"
+    return None
+
+
 def _threshold(metric: ThresholdMetric, look: Look) -> MetricEvidence:
     observed = look.thresholds.get(metric.name)
     if observed is not None and observed.error is not None:
         return MetricEvidence(metric.name, Outcome.FAIL, f"{metric.name}: query failed: {observed.error}")
     if observed is None or observed.value is None or math.isnan(observed.value):
         return MetricEvidence(metric.name, Outcome.NO_DATA, f"{metric.name}: no data")
+    if not math.isfinite(observed.value):
+        reason = f"{metric.name}: bad data from the metrics provider: {observed.value:g} is not a finite number"
+        return MetricEvidence(metric.name, Outcome.FAIL, reason)
     value = observed.value
     if metric.minimum is not None and value < metric.minimum:
         reason = f"{metric.name} {value:.4g} < {metric.minimum:.4g}"
@@ -117,6 +143,10 @@ def _judge_rate(
     if look.counts_error is not None:
         evidence = MetricEvidence(name, Outcome.FAIL, f"{name}: comparison query failed: {look.counts_error}", kind)
         return _Result(evidence, _ratio_json(state, comparison), _hold_for(state, policy, name))
+    bad = bad_counts(look)
+    if bad is not None:  # the sequential state is left untouched: bad data never becomes evidence
+        evidence = MetricEvidence(name, Outcome.FAIL, f"{name}: {bad}", kind)
+        return _Result(evidence, _ratio_json(state, comparison), _hold_for(state, policy, name) or bad)
     if not look.canary.requests > 0:  # also catches NaN
         evidence = MetricEvidence(name, Outcome.NO_DATA, f"{name}: no canary requests in this look", kind)
         return _Result(evidence, _ratio_json(state, comparison), _hold_for(state, policy, name))
