@@ -18,6 +18,29 @@ from enum import StrEnum
 
 from analysis.classic import Direction
 
+#: Istio's (and Envoy's) default buckets for ``istio_request_duration_milliseconds`` (the ``le`` boundaries, in ms).
+ISTIO_DURATION_BUCKETS_MS: tuple[float, ...] = (
+    0.5,
+    1,
+    5,
+    10,
+    25,
+    50,
+    100,
+    250,
+    500,
+    1000,
+    2500,
+    5000,
+    10000,
+    30000,
+    60000,
+    300000,
+    600000,
+    1800000,
+    3600000,
+)
+
 
 class CompareMethod(StrEnum):
     """How a custom metric's per-interval values are compared canary vs primary (see docs/judge.md)."""

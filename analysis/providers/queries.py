@@ -21,28 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-#: Istio's default buckets for ``istio_request_duration_milliseconds`` (the ``le`` boundaries, in ms).
-ISTIO_DURATION_BUCKETS_MS: tuple[float, ...] = (
-    0.5,
-    1,
-    5,
-    10,
-    25,
-    50,
-    100,
-    250,
-    500,
-    1000,
-    2500,
-    5000,
-    10000,
-    30000,
-    60000,
-    300000,
-    600000,
-    1800000,
-    3600000,
-)
+from analysis.policy import ISTIO_DURATION_BUCKETS_MS as ISTIO_DURATION_BUCKETS_MS
 
 WORKLOAD_LABEL = "destination_workload"
 PRIMARY_SUFFIX = "-primary"

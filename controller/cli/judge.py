@@ -19,6 +19,7 @@ from controller.backtest import (
     plan_looks,
     templates_from_documents,
 )
+from controller.cli.manifest_yaml import load_all
 from controller.cli.manifests import load_canary
 from controller.cli.timeline import print_timeline
 from controller.rollout.durations import DurationError, format_duration, parse_duration
@@ -47,7 +48,7 @@ def _duration(text: str, flag: str) -> float:
 def _documents(path: str, flag: str) -> list[dict[str, Any]]:
     try:
         text = Path(path).read_text()
-        return [doc for doc in yaml.safe_load_all(text) if isinstance(doc, dict)]
+        return [doc for doc in load_all(text) if isinstance(doc, dict)]
     except OSError as error:
         raise _bad(flag, f"{path}: cannot read: {error.strerror}") from error
     except yaml.YAMLError as error:

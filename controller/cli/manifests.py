@@ -9,6 +9,7 @@ from typing import Any
 import typer
 import yaml
 
+from controller.cli.manifest_yaml import load_all
 from controller.rollout.kinds import BLUEGREEN, CANARY, Strategy
 from controller.rollout.spec import CanarySpec
 from controller.rollout.validation import InvalidSpecError, parse_valid_canary
@@ -53,7 +54,7 @@ def _find(path: str, name: str | None, kinds: tuple[str, ...]) -> dict[str, Any]
         typer.echo(f"{path}: cannot read: {error.strerror}", err=True)
         raise typer.Exit(2) from error
     try:
-        documents = [doc for doc in yaml.safe_load_all(text) if isinstance(doc, dict)]
+        documents = [doc for doc in load_all(text) if isinstance(doc, dict)]
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

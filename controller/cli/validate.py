@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 
+from controller.cli.manifest_yaml import load_all
 from controller.cli.scrape_interval import scrape_interval_warnings
 from controller.cli.skipped import skip_reason
 from controller.rollout.durations import DurationError, parse_duration
@@ -90,7 +91,7 @@ def _documents(label: str, text: str) -> Iterator[Any]:
             raise ValueError(f"line {error.lineno}: JSON syntax error: {error.msg}") from error
         return
     try:
-        yield from yaml.safe_load_all(text)
+        yield from load_all(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""

@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
-from controller.rollout.problems import Findings, items, join, mapping
+from analysis.policy import ISTIO_DURATION_BUCKETS_MS
+from controller.rollout.problems import Findings, is_number, items, join, mapping
 
 
 class Provider(StrEnum):
@@ -53,6 +54,7 @@ def check_provider(spec: Mapping[str, Any], analysis_key: str, out: Findings) ->
     service = mapping(spec.get("service"))
     analysis = mapping(spec.get(analysis_key))
     analysis_path = f"spec.{analysis_key}"
+    _check_slow_threshold(analysis, analysis_path, out)
     if provider == ISTIO:
         if service.get("gatewayRefs"):
             out.problem(
@@ -75,6 +77,20 @@ def check_provider(spec: Mapping[str, Any], analysis_key: str, out: Findings) ->
             f"is not set: with provider {provider} the built-in metrics and the comparison read Istio's telemetry, "
             "as Flagger's do; set querySet: istio to say so, or envoy if Contour (Envoy) reports the traffic — "
             "otherwise every look on another data plane is no data",
+        )
+
+
+def _check_slow_threshold(analysis: Mapping[str, Any], analysis_path: str, out: Findings) -> None:
+    """The latency comparison counts requests above a histogram bucket: a threshold above the largest finite one
+    cannot be counted, so every look would fail — refused here, as the operator would refuse it at every look."""
+    latency = mapping(mapping(analysis.get("comparison")).get("latency"))
+    value = latency.get("slowThresholdMs")
+    largest = max(ISTIO_DURATION_BUCKETS_MS)
+    if is_number(value) and value > largest:
+        out.problem(
+            join(join(join(analysis_path, "comparison"), "latency"), "slowThresholdMs"),
+            f"is above the largest latency histogram bucket ({largest:g} ms) of Istio's and Envoy's metrics "
+            f"(got {value:g}): slower requests cannot be counted",
         )
 
 
