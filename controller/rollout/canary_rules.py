@@ -258,13 +258,24 @@ def _check_metric_comparison(metric: Mapping[str, Any], path: str, custom: bool,
         out.warn(join(comparison_path, "maxRelativeIncrease"), "is ignored with direction: decrease")
 
 
+MAX_WEBHOOK_TIMEOUT_S = 900.0
+"""The longest a webhook may take (the CRD caps ``retries`` at 10 likewise): long tests belong in a load tester
+that answers at once, as Flagger's does."""
+
+
 def _check_webhooks(webhooks: Sequence[Any], path: str, out: Findings) -> None:
     _check_unique_names(webhooks, path, "webhook", out)
     for index, raw in enumerate(webhooks):
         hook = mapping(raw)
         hook_path = join(path, index)
         check_http_url(hook.get("url"), join(hook_path, "url"), out)
-        check_duration(hook.get("timeout"), join(hook_path, "timeout"), out)
+        seconds = check_duration(hook.get("timeout"), join(hook_path, "timeout"), out)
+        if seconds is not None and seconds > MAX_WEBHOOK_TIMEOUT_S:
+            out.problem(
+                join(hook_path, "timeout"),
+                f"is longer than {MAX_WEBHOOK_TIMEOUT_S / 60:g}m: a tick waits for its hooks, so one slow hook would "
+                f"hold the rollout (and abort) that long; run long tests asynchronously (got {hook['timeout']})",
+            )
 
 
 # What the Istio router writes into an HTTP route but a TCP route has no place for (spec.service fields).
