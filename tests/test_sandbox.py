@@ -97,6 +97,27 @@ def test_sandbox_promotes_the_healthy_release_rolls_back_the_faulty_one_and_draw
     assert_nothing_left(workdir_of(output))
 
 
+@pytest.mark.timeout(240)
+def test_with_gateway_api_the_data_plane_follows_the_http_route_to_the_same_two_outcomes(tmp_path: Path) -> None:
+    """``--provider gatewayapi``: the operator writes an HTTPRoute (no VirtualService), the router splits real
+    requests by its weights and the live view reads them from it. At the demo's 1 s scrape: about 100 s."""
+    picture = tmp_path / "gateway.png"
+    process = start_sandbox("--provider", "gatewayapi", "--quick", "--no-live", "--output", str(picture))
+    try:
+        output, _ = process.communicate(timeout=220)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output
+    assert "its Canary (routed by an HTTPRoute, gatewayapi:v1)" in output
+    assert re.search(r"6\.7\.1 \(ERROR_RATE=0\.005\): Succeeded after \d+ s \(as expected\)", output), output
+    assert re.search(r"6\.7\.2 \(ERROR_RATE=0\.1\): Failed after \d+ s \(as expected\) — .*(<|rejected)", output)
+    # The weights come from the HTTPRoute: the observer saw them step up (a VirtualService-only observer sees 0 %).
+    assert "weight  20%" in output
+    assert picture.read_bytes().startswith(PNG_MAGIC)
+    assert_nothing_left(workdir_of(output))
+
+
 def test_ctrl_c_stops_every_process_and_removes_the_temporary_directory(tmp_path: Path) -> None:
     process = start_sandbox("--quick", "--no-live", "--output", str(tmp_path / "never.png"))
     lines: list[str] = []
@@ -146,3 +167,21 @@ def test_the_command_passes_its_options_to_the_sandbox(monkeypatch: pytest.Monke
     held = ["sandbox", "--hold", "--kubeconfig", "k.yaml", "--scrape-interval", "30s"]
     assert CliRunner().invoke(app, held).exit_code == 1
     assert seen[-1] == ["--rps", "40", "--scrape-interval", "30s", "--hold", "--kubeconfig", "k.yaml"]
+
+
+def test_the_command_passes_the_provider_to_the_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[list[str]] = []
+
+    class Entry:
+        @staticmethod
+        def main(argv: list[str]) -> int:
+            seen.append(argv)
+            return 0
+
+    monkeypatch.setattr("controller.cli.sandbox.importlib.import_module", lambda name: Entry)
+    assert CliRunner().invoke(app, ["sandbox", "--quick", "--provider", "gatewayapi"]).exit_code == 0
+    assert seen == [["--quick", "--rps", "40", "--provider", "gatewayapi"]]
+    assert CliRunner().invoke(app, ["sandbox", "--provider", "istio"]).exit_code == 0
+    assert seen[-1] == ["--rps", "40"]  # istio is the default: nothing to pass on
+    refused = CliRunner().invoke(app, ["sandbox", "--provider", "linkerd"])
+    assert refused.exit_code == 2 and len(seen) == 2

@@ -1,8 +1,9 @@
 """The sandbox's stand-in data plane, as real processes over real HTTP against the emulated API.
 
-Backends honour their env; the router splits by the VirtualService the operator's own builder writes and reports
-Istio's series; the workload stand-in runs one backend per revision and writes Deployment status; Debian's
-Prometheus scrapes the router and answers the judge's own queries. Every process is stopped even when a test fails.
+Backends honour their env; the router splits by the VirtualService — or the HTTPRoute — the operator's own
+builders write and reports Istio's series; the workload stand-in runs one backend per revision and writes Deployment
+status; Debian's Prometheus scrapes the router and answers the judge's own queries. Every process is stopped even
+when a test fails.
 """
 
 from __future__ import annotations
@@ -34,15 +35,20 @@ from controller.kube.client import KubeClient
 from controller.kube.health import readiness
 from controller.kube.objects import build_primary_deployment, build_services
 from controller.rollout.spec import CanarySpec, parse_canary_spec
+from controller.rollout.validation import validate_document
 from controller.routers import Routes
-from controller.routers.istio import SessionCookies, build_virtual_service
-from e2e.sandbox import procs
+from controller.routers.gatewayapi_build import HTTPROUTES, build_http_route
+from controller.routers.istio import build_virtual_service
+from controller.routers.takeover import SessionCookies
+from e2e.sandbox import manifests, procs
 from e2e.sandbox.backend import Behaviour, BehaviourError
 from e2e.sandbox.deployment_status import Observed, deployment_status, needs_update, with_times
 from e2e.sandbox.endpoints import REGISTRY_CONFIGMAP, Endpoint, Registry, resolve
 from e2e.sandbox.loadgen import run_load
+from e2e.sandbox.observe import http_route_weight, mesh_weight
 from e2e.sandbox.prometheus import PrometheusUnavailable, RunningPrometheus, scrape_config
-from e2e.sandbox.routing import RequestInfo, RouteTable
+from e2e.sandbox.routing import HeaderOps, RequestInfo, RouteTable
+from e2e.sandbox.routing_gateway import table_from_http_route
 
 NS = "test"
 CANARY_OWNER = {"apiVersion": "coalmine.dev/v1alpha1", "kind": "Canary", "metadata": {"name": "podinfo", "uid": "u-1"}}
@@ -285,6 +291,251 @@ def test_backends_are_found_through_the_operators_services() -> None:
     assert resolve("elsewhere", selectors, endpoints) == []
 
 
+# -- routing (pure): what the router makes of the operator's HTTPRoutes -----------------------------------------
+
+AB_HEADER = {"match": [{"headers": {"x-canary": {"exact": "insider"}}}], "iterations": 5}
+AFFINITY = {"sessionAffinity": {"cookieName": "coalmine-cookie", "maxAge": 60}}
+PINNED = {"sessionAffinity": {"cookieName": "coalmine-cookie", "primaryCookieName": "coalmine-primary", "maxAge": 60}}
+CURRENT = SessionCookies(current="coalmine-cookie=abc123")
+BOTH = SessionCookies(current="coalmine-cookie=abc123", primary="coalmine-primary=xyz789")
+AFTER = SessionCookies(previous="coalmine-cookie=abc123")
+RETURNING = {"cookie": "theme=dark; coalmine-cookie=abc123"}
+
+
+def http_route_of(
+    analysis: dict[str, Any] | None = None,
+    service: dict[str, Any] | None = None,
+    routes: Routes = Routes(100, 0),
+    cookies: SessionCookies = SessionCookies(),
+) -> dict[str, Any]:
+    """The HTTPRoute the operator's Gateway API builder writes for this Canary and split."""
+    spec = parse_canary_spec(
+        {
+            "provider": "gatewayapi:v1",
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+            "service": {"port": 9898, **(service or {})},
+            "analysis": {"interval": "10s", "stepWeight": 10, "maxWeight": 50, **(analysis or {})},
+        }
+    )
+    return build_http_route(spec, "podinfo", NS, routes, cookies=cookies)
+
+
+def canary_share(table: RouteTable, request: RequestInfo, rng: random.Random, draws: int) -> tuple[float, set[str]]:
+    """The share of ``draws`` decisions sent to the canary, and the rules that decided."""
+    decisions = [table.decide(request, rng) for _ in range(draws)]
+    assert all(d is not None for d in decisions), f"no route for {request}"
+    hosts = collections.Counter(d.host for d in decisions if d is not None)
+    assert set(hosts) <= {"podinfo-primary", "podinfo-canary"}
+    return hosts["podinfo-canary"] / draws, {d.route for d in decisions if d is not None}
+
+
+GATEWAY_ROUTING = [
+    # (case, analysis, service, split, cookies, request, canary share, rule that decides)
+    ("weighted", None, None, Routes(70, 30), SessionCookies(), RequestInfo(), 0.3, "weighted"),
+    ("promoted", None, None, Routes(100, 0), SessionCookies(), RequestInfo(), 0.0, "weighted"),
+    ("all-in", None, None, Routes(0, 100), SessionCookies(), RequestInfo(method="POST"), 1.0, "weighted"),
+    ("ab-insider", AB_HEADER, None, Routes(100, 0, match_active=True), SessionCookies(),
+     RequestInfo(headers={"x-canary": "insider"}), 1.0, "canary-match"),
+    ("ab-outsider", AB_HEADER, None, Routes(100, 0, match_active=True), SessionCookies(),
+     RequestInfo(headers={"x-canary": "outsider"}), 0.0, "weighted"),
+    ("ab-over", AB_HEADER, None, Routes(100, 0), SessionCookies(),
+     RequestInfo(headers={"x-canary": "insider"}), 0.0, "canary-match"),
+    ("ab-regex-header", {"match": [{"headers": {"user-agent": {"regex": ".*Firefox.*"}}}], "iterations": 5}, None,
+     Routes(100, 0, match_active=True), SessionCookies(),
+     RequestInfo(headers={"user-agent": "Mozilla/5.0 Firefox/120"}), 1.0, "canary-match"),
+    ("ab-prefix-header", {"match": [{"headers": {"x-team": {"prefix": "web"}}}], "iterations": 5}, None,
+     Routes(100, 0, match_active=True), SessionCookies(), RequestInfo(headers={"x-team": "webapp"}), 1.0,
+     "canary-match"),
+    ("ab-query", {"match": [{"queryParams": {"canary": {"exact": "yes"}}}], "iterations": 5}, None,
+     Routes(100, 0, match_active=True), SessionCookies(), RequestInfo(query={"canary": "yes"}), 1.0,
+     "canary-match"),
+    ("ab-query-name-case", {"match": [{"queryParams": {"canary": {"exact": "yes"}}}], "iterations": 5}, None,
+     Routes(100, 0, match_active=True), SessionCookies(), RequestInfo(query={"Canary": "yes"}), 0.0, "weighted"),
+    ("ab-method", {"match": [{"method": {"exact": "POST"}}], "iterations": 5}, None,
+     Routes(100, 0, match_active=True), SessionCookies(), RequestInfo(method="POST"), 1.0, "canary-match"),
+    ("ab-other-method", {"match": [{"method": {"exact": "POST"}}], "iterations": 5}, None,
+     Routes(100, 0, match_active=True), SessionCookies(), RequestInfo(method="GET"), 0.0, "weighted"),
+    ("sticky-returning", AFFINITY, None, Routes(90, 10), CURRENT, RequestInfo(headers=RETURNING), 1.0,
+     "sticky-route"),
+    ("sticky-new", AFFINITY, None, Routes(90, 10), CURRENT, RequestInfo(), 0.1, "weighted"),
+    ("sticky-primary-pinned", PINNED, None, Routes(50, 50), BOTH,
+     RequestInfo(headers={"cookie": "coalmine-primary=xyz789"}), 0.0, "sticky-route-primary"),
+    ("sticky-after-the-run", AFFINITY, None, Routes(100, 0), AFTER, RequestInfo(headers=RETURNING), 0.0,
+     "sticky-route"),
+    ("service-prefix", None, {"match": [{"uri": {"prefix": "/api"}}]}, Routes(60, 40), SessionCookies(),
+     RequestInfo(path="/api/users"), 0.4, "weighted"),
+    ("service-prefix-itself", None, {"match": [{"uri": {"prefix": "/api/"}}]}, Routes(0, 100), SessionCookies(),
+     RequestInfo(path="/api"), 1.0, "weighted"),
+    ("service-exact", None, {"match": [{"uri": {"exact": "/login"}}]}, Routes(0, 100), SessionCookies(),
+     RequestInfo(path="/login"), 1.0, "weighted"),
+    ("service-regex", None, {"match": [{"uri": {"regex": "/v[0-9]+/.*"}}]}, Routes(0, 100), SessionCookies(),
+     RequestInfo(path="/v2/items"), 1.0, "weighted"),
+    ("ab-within-service-prefix", AB_HEADER, {"match": [{"uri": {"prefix": "/api"}}]},
+     Routes(100, 0, match_active=True), SessionCookies(), RequestInfo(path="/api/x", headers={"x-canary": "insider"}),
+     1.0, "canary-match"),
+    ("hostnames", None, {"hosts": ["www.example.com"]}, Routes(0, 100), SessionCookies(),
+     RequestInfo(authority="www.example.com:8080"), 1.0, "weighted"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("analysis", "service", "routes", "cookies", "request_info", "share", "rule"),
+    [pytest.param(*case[1:], id=case[0]) for case in GATEWAY_ROUTING],
+)
+def test_requests_follow_the_operators_http_route(
+    analysis: dict[str, Any] | None,
+    service: dict[str, Any] | None,
+    routes: Routes,
+    cookies: SessionCookies,
+    request_info: RequestInfo,
+    share: float,
+    rule: str,
+) -> None:
+    route = http_route_of(analysis, service, routes, cookies)
+    route["metadata"]["resourceVersion"] = "7"
+    table = table_from_http_route(route)
+    seen, rules = canary_share(table, request_info, random.Random(11), 2000)
+    low, high = binomial_bounds(2000, share)
+    assert low <= seen <= high, (seen, share)
+    assert rules == {rule}
+    assert table.source == f"HTTPRoute {NS}/podinfo rv 7"
+
+
+@pytest.mark.parametrize(
+    ("service", "request_info"),
+    [
+        ({"match": [{"uri": {"prefix": "/api"}}]}, RequestInfo(path="/apix")),  # PathPrefix is by whole segments
+        ({"match": [{"uri": {"prefix": "/api"}}]}, RequestInfo(path="/")),
+        ({"match": [{"uri": {"exact": "/login"}}]}, RequestInfo(path="/login/again")),
+        ({"match": [{"uri": {"regex": "/v[0-9]+/.*"}}]}, RequestInfo(path="/x/v2/items")),  # a full match
+        ({"match": [{"headers": {"x-env": {"exact": "prod"}}}]}, RequestInfo(headers={"x-env": "Prod"})),
+        ({"hosts": ["www.example.com"]}, RequestInfo(authority="api.example.com")),
+        ({"hosts": ["*.example.com"]}, RequestInfo(authority="example.com")),
+    ],
+)
+def test_requests_no_rule_of_the_http_route_matches_get_no_route(
+    service: dict[str, Any], request_info: RequestInfo
+) -> None:
+    table = table_from_http_route(http_route_of(service=service, routes=Routes(50, 50)))
+    assert table.decide(request_info, random.Random(1)) is None
+
+
+def test_http_route_precedence_is_by_match_specificity_not_rule_order() -> None:
+    rng = random.Random(5)
+    route = http_route_of(AB_HEADER, routes=Routes(100, 0, match_active=True))
+    route["spec"]["rules"].reverse()  # the weighted rule first: Gateway API still prefers the A/B rule's match
+    assert [rule["name"] for rule in route["spec"]["rules"]] == ["weighted", "canary-match"]
+    table = table_from_http_route(route)
+    insider = RequestInfo(headers={"x-canary": "insider"})
+    assert {host_of(table, insider, rng) for _ in range(50)} == {"podinfo-canary"}
+    assert {host_of(table, RequestInfo(), rng) for _ in range(50)} == {"podinfo-primary"}
+
+    def backend(name: str) -> dict[str, Any]:
+        return {"name": name, "port": 9898, "weight": 1}
+
+    ranked = {
+        "spec": {
+            "rules": [
+                {"name": "short-prefix", "matches": [{"path": {"type": "PathPrefix", "value": "/a"}}],
+                 "backendRefs": [backend("short")]},
+                {"name": "headers-2", "matches": [{"path": {"type": "PathPrefix", "value": "/"}, "headers": [
+                    {"name": "x-a", "value": "1"}, {"name": "x-b", "value": "1"}]}], "backendRefs": [backend("h2")]},
+                {"name": "regex", "matches": [{"path": {"type": "RegularExpression", "value": "/a/b/c.*"}}],
+                 "backendRefs": [backend("regex")]},
+                {"name": "method", "matches": [{"path": {"type": "PathPrefix", "value": "/"}, "method": "PUT"}],
+                 "backendRefs": [backend("method")]},
+                {"name": "long-prefix", "matches": [{"path": {"type": "PathPrefix", "value": "/a/b"}}],
+                 "backendRefs": [backend("long")]},
+                {"name": "query", "matches": [{"path": {"type": "PathPrefix", "value": "/"},
+                                               "queryParams": [{"name": "q", "value": "1"}]}],
+                 "backendRefs": [backend("query")]},
+                {"name": "exact", "matches": [{"path": {"type": "Exact", "value": "/a/b/c"}}],
+                 "backendRefs": [backend("exact")]},
+            ]
+        }
+    }  # fmt: skip
+    table = table_from_http_route(ranked)
+    everything = {"x-a": "1", "x-b": "1"}
+    cases = [
+        (RequestInfo(path="/a/b/c", method="PUT", headers=everything, query={"q": "1"}), "exact"),
+        (RequestInfo(path="/a/b/cd", method="PUT", headers=everything, query={"q": "1"}), "long"),
+        (RequestInfo(path="/a/x", method="PUT", headers=everything), "short"),
+        (RequestInfo(path="/x", method="PUT", headers=everything, query={"q": "1"}), "method"),
+        (RequestInfo(path="/x", headers=everything, query={"q": "1"}), "h2"),
+        (RequestInfo(path="/x", query={"q": "1"}), "query"),
+        (RequestInfo(path="/abc/b/cz"), None),
+    ]
+    for request_info, expected in cases:
+        decision = table.decide(request_info, rng)
+        assert (decision.host if decision else None) == expected, request_info
+
+
+def test_the_http_routes_mirror_copies_its_share_of_requests() -> None:
+    rng = random.Random(8)
+    for percent in (100, 40):
+        table = table_from_http_route(
+            http_route_of({"mirror": True, "mirrorWeight": percent}, routes=Routes(100, 0, mirror=percent))
+        )
+        decisions = [table.decide(RequestInfo(), rng) for _ in range(2000)]
+        assert {d.host for d in decisions if d is not None} == {"podinfo-primary"}
+        mirrored = sum(d is not None and d.mirror == "podinfo-canary" for d in decisions) / 2000
+        low, high = binomial_bounds(2000, percent / 100)
+        assert low <= mirrored <= high, (percent, mirrored)
+    route = http_route_of({"mirror": True}, routes=Routes(100, 0, mirror=100))
+    weighted = next(r for r in route["spec"]["rules"] if r["name"] == "weighted")
+    weighted["filters"][-1]["requestMirror"] = {
+        "backendRef": {"name": "podinfo-canary", "port": 9898},
+        "fraction": {"numerator": 1, "denominator": 4},
+    }
+    fraction = table_from_http_route(route)
+    assert [r.mirror_percent for r in fraction.routes] == [25.0]
+
+
+def test_the_http_routes_backend_filters_set_the_session_cookies() -> None:
+    rng = random.Random(9)
+    table = table_from_http_route(http_route_of(PINNED, routes=Routes(50, 50), cookies=BOTH))
+    decisions = [d for d in (table.decide(RequestInfo(), rng) for _ in range(400)) if d is not None]
+    by_host = {
+        host: [d.response_headers.add for d in decisions if d.host == host]
+        for host in ("podinfo-canary", "podinfo-primary")
+    }
+    assert by_host["podinfo-canary"] and by_host["podinfo-primary"]
+    assert all(add == (("Set-Cookie", "coalmine-cookie=abc123; Max-Age=60"),) for add in by_host["podinfo-canary"])
+    assert all(add == (("Set-Cookie", "coalmine-primary=xyz789; Max-Age=60"),) for add in by_host["podinfo-primary"])
+
+    over = table_from_http_route(http_route_of(AFFINITY, routes=Routes(100, 0), cookies=AFTER))
+    returning = over.decide(RequestInfo(headers=RETURNING), rng)
+    assert returning is not None and returning.host == "podinfo-primary"
+    assert returning.response_headers.add == (("Set-Cookie", "coalmine-cookie=abc123; Max-Age=-1"),)  # expired
+    newcomer = over.decide(RequestInfo(), rng)
+    assert newcomer is not None and newcomer.response_headers == HeaderOps()
+
+
+def test_the_observer_reads_the_canary_weight_of_either_routing_object() -> None:
+    assert http_route_weight(http_route_of(routes=Routes(80, 20)), "podinfo-canary") == 20
+    assert http_route_weight(http_route_of(routes=Routes(0, 100)), "podinfo-canary") == 100
+    assert http_route_weight(None, "podinfo-canary") is None
+    hand_made = {"spec": {"rules": [{"backendRefs": [{"name": "podinfo-primary", "weight": 3},
+                                                     {"name": "podinfo-canary", "weight": 1}]}]}}  # fmt: skip
+    assert http_route_weight(hand_made, "podinfo-canary") == 25  # Gateway API weights are relative
+    virtual_service = build_virtual_service(canary_spec(), "podinfo", NS, Routes(70, 30))
+    assert mesh_weight(virtual_service, "podinfo-canary") == 30
+
+
+def test_the_sandboxs_gateway_api_canary_is_valid_and_reads_istio_metrics() -> None:
+    timing = manifests.Timing(interval_s=6)
+    canary = manifests.canary(NS, "podinfo", timing, provider="gatewayapi")
+    assert canary["spec"]["provider"] == "gatewayapi:v1"
+    assert canary["spec"]["analysis"]["querySet"] == "istio"  # the router exports Istio's series
+    istio = manifests.canary(NS, "podinfo", timing)
+    assert "provider" not in istio["spec"] and "querySet" not in istio["spec"]["analysis"]
+    report, istio_report = validate_document(canary), validate_document(istio)
+    assert report.problems == istio_report.problems == ()
+    assert report.warnings == istio_report.warnings  # only the short demo interval; nothing about the provider
+    del canary["spec"]["analysis"]["querySet"]
+    assert validate_document(canary).warnings != istio_report.warnings  # validate asks a Gateway API Canary for it
+
+
 # -- the router process ------------------------------------------------------------------------------------------
 
 
@@ -358,6 +609,55 @@ def test_router_splits_by_the_virtual_service_in_the_api_and_reports_istio_serie
     mirrored = build_virtual_service(canary_spec({"mirror": True}), "podinfo", NS, Routes(100, 0, mirror=100))
     client.patch(VIRTUAL_SERVICES, NS, "podinfo", mirrored)
     assert procs.wait_until(lambda: "weighted" in router_state(router)["mirrors"], 5)
+    canary_before = workload_requests(router)["podinfo"]
+    assert {headers["X-Version"] for _, headers, _ in send_many(f"http://{router}/", 30)} == {"v1"}
+    assert procs.wait_until(lambda: workload_requests(router)["podinfo"] == canary_before + 30, 5)
+
+
+def test_router_splits_by_the_http_route_in_the_api_when_told_gatewayapi(
+    api_server: tuple[ThreadedEmulator, Path, KubeClient], start: Start
+) -> None:
+    _, kubeconfig, client = api_server
+    target = {"metadata": {"name": "podinfo", "namespace": NS}, **deployment()}
+    for service in build_services(canary_spec(), target, CANARY_OWNER).all():
+        client.create(SERVICES, NS, service)
+    registry = Registry(client, NS)
+    for name, version in (("podinfo-primary", "v1"), ("podinfo", "v2")):
+        _, address = start("e2e.sandbox.backend", env={"VERSION": version})
+        registry.publish(Endpoint(name, address, version, {"app": name}, version))
+    client.create(HTTPROUTES, NS, http_route_of(routes=Routes(75, 25)))
+
+    args = ("--kubeconfig", str(kubeconfig), "--namespace", NS, "--service", "podinfo", "--poll-interval", "0.2")
+    _, router = start("e2e.sandbox.router", "--listen", "127.0.0.1:0", *args, "--provider", "gatewayapi", "--seed", "6")
+    state = router_state(router)
+    assert state["source"].startswith(f"HTTPRoute {NS}/podinfo rv ")
+    assert state["weights"]["weighted"] == {"podinfo-primary": 75, "podinfo-canary": 25}
+    answers = send_many(f"http://{router}/", 400)
+    versions = collections.Counter(headers["X-Version"] for _, headers, _ in answers)
+    low, high = binomial_bounds(400, 0.25)
+    assert low < versions["v2"] / 400 < high
+    assert versions["v1"] + versions["v2"] == 400
+    assert workload_requests(router) == {"podinfo": versions["v2"], "podinfo-primary": versions["v1"]}
+
+    # The istio router (the default) in the same namespace knows no VirtualService: straight to the apex Service.
+    _, istio_router = start("e2e.sandbox.router", "--listen", "127.0.0.1:0", *args)
+    assert router_state(istio_router)["source"] == "no VirtualService: direct to podinfo"
+    assert {headers["X-Version"] for _, headers, _ in send_many(f"http://{istio_router}/", 20)} == {"v1"}
+
+    # Session affinity: the canary's answers set its cookie (the backendRef's filter); whoever sends it back stays.
+    sticky = http_route_of(AFFINITY, routes=Routes(50, 50), cookies=CURRENT)
+    client.patch(HTTPROUTES, NS, "podinfo", {"spec": sticky["spec"]})
+    assert procs.wait_until(lambda: "sticky-route" in router_state(router)["weights"], 5)
+    answers = send_many(f"http://{router}/", 60)
+    cookies = {(headers["X-Version"], headers.get("Set-Cookie")) for _, headers, _ in answers}
+    assert cookies == {("v1", None), ("v2", "coalmine-cookie=abc123; Max-Age=60")}
+    returning = send_many(f"http://{router}/", 40, headers={"Cookie": "coalmine-cookie=abc123"})
+    assert {headers["X-Version"] for _, headers, _ in returning} == {"v2"}
+
+    # Mirroring: users are answered by the primary, the canary sees (and reports) a copy of every request.
+    mirrored = http_route_of({"mirror": True}, routes=Routes(100, 0, mirror=100))
+    client.patch(HTTPROUTES, NS, "podinfo", {"spec": mirrored["spec"]})
+    assert procs.wait_until(lambda: router_state(router)["mirrors"].get("weighted", {}).get("percent") == 100, 5)
     canary_before = workload_requests(router)["podinfo"]
     assert {headers["X-Version"] for _, headers, _ in send_many(f"http://{router}/", 30)} == {"v1"}
     assert procs.wait_until(lambda: workload_requests(router)["podinfo"] == canary_before + 30, 5)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -17,6 +18,13 @@ CHECKOUT_HINT = (
     "the sandbox runs from a source checkout: clone the Coalmine repository and run `make demo` there "
     "(it needs e2e/ and tests/emulator/, which are not installed with the package)"
 )
+
+
+class Provider(StrEnum):
+    """What the sandbox's Canary routes by (``spec.provider``); its router follows the same object."""
+
+    ISTIO = "istio"  # a VirtualService
+    GATEWAYAPI = "gatewayapi"  # a Gateway API HTTPRoute (gatewayapi:v1)
 
 
 def sandbox_command(
@@ -31,6 +39,10 @@ def sandbox_command(
         str | None,
         typer.Option(help="Prometheus' scrape interval, 1s-60s (default 1s; real clusters often use 15s or 30s)."),
     ] = None,
+    provider: Annotated[
+        Provider,
+        typer.Option(help="Route by an Istio VirtualService (istio) or a Gateway API HTTPRoute (gatewayapi)."),
+    ] = Provider.ISTIO,
     hold: Annotated[
         bool, typer.Option(help="No scripted releases: keep the sandbox up for your own kubectl until Ctrl-C.")
     ] = False,
@@ -56,6 +68,8 @@ def sandbox_command(
         args.append("--keep")
     if scrape_interval is not None:
         args += ["--scrape-interval", scrape_interval]
+    if provider is not Provider.ISTIO:
+        args += ["--provider", provider.value]
     if hold:
         args.append("--hold")
     if kubeconfig is not None:

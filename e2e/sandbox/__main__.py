@@ -1,5 +1,5 @@
 """``python -m e2e.sandbox [--quick] [--output PNG] [--rps N] [--live/--no-live] [--keep] [--scrape-interval 15s]
-[--hold --kubeconfig PATH]``: the sandbox.
+[--provider istio|gatewayapi] [--hold --kubeconfig PATH]``: the sandbox.
 
 Exit status 0 when every release ended as expected, 1 when one did not, 130 on Ctrl-C (after cleaning up).
 With ``--hold`` there are no scripted releases: the sandbox stays up for your own kubectl until Ctrl-C/SIGTERM
@@ -14,6 +14,7 @@ from pathlib import Path
 
 from controller.rollout.durations import DurationError, parse_duration
 from e2e.sandbox.hold import HoldOptions, hold, refuse_to_overwrite
+from e2e.sandbox.manifests import PROVIDERS
 from e2e.sandbox.scenario import Options, run, summary
 from e2e.sandbox.stack import terminate_on_signals
 
@@ -42,6 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--scrape-interval", type=scrape_interval, default=1.0, help="Prometheus' scrape interval (default 1s)"
     )
+    parser.add_argument(
+        "--provider",
+        choices=PROVIDERS,
+        default="istio",
+        help="route the Canary by a VirtualService (istio) or a Gateway API HTTPRoute (gatewayapi)",
+    )
     parser.add_argument("--hold", action="store_true", help="no scripted releases: stay up for your own kubectl")
     parser.add_argument("--kubeconfig", type=Path, default=None, help="with --hold: write the kubeconfig here")
     args = parser.parse_args(argv)
@@ -54,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     terminate_on_signals()
     if args.hold:
         try:
-            return hold(HoldOptions(args.kubeconfig, args.rps, args.scrape_interval, args.keep))
+            return hold(HoldOptions(args.kubeconfig, args.rps, args.scrape_interval, args.keep, args.provider))
         except RuntimeError as error:
             print(f"sandbox failed: {error}", file=sys.stderr)
             return 1
@@ -65,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         live=args.live,
         keep=args.keep,
         scrape_interval_s=args.scrape_interval,
+        provider=args.provider,
     )
     try:
         result = run(options)

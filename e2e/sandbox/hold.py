@@ -32,6 +32,7 @@ class HoldOptions:
     rps: float = 40.0
     scrape_interval_s: float = 1.0
     keep: bool = False
+    provider: str = "istio"  # which routing object the router follows: VirtualService (istio) or HTTPRoute
     echo: Callable[[str], None] = print
 
 
@@ -69,13 +70,21 @@ def usage(options: HoldOptions, stack: Stack) -> list[str]:
         f"traffic: {options.rps:g} requests/s through http://{stack.router_address}/",
         f"Logs: {stack.workdir}",
         "Only the podinfo Service in namespace test has a data plane. Ctrl-C or SIGTERM stops everything.",
+        *(
+            [
+                "The router follows the HTTPRoute podinfo: give your Canary spec.provider: gatewayapi:v1 "
+                "and analysis.querySet: istio (the sandbox exports Istio's series).",
+            ]
+            if options.provider == "gatewayapi"
+            else []
+        ),
     ]
 
 
 def hold(options: HoldOptions, stop: threading.Event | None = None) -> int:
     """Run the held sandbox until ``stop`` is set or Ctrl-C/SIGTERM (``KeyboardInterrupt``); 0 when it ended."""
     echo = options.echo
-    stack = Stack(keep=options.keep, scrape_interval_s=options.scrape_interval_s)
+    stack = Stack(keep=options.keep, scrape_interval_s=options.scrape_interval_s, provider=options.provider)
     wrote = False
     try:
         echo("Starting the emulated API, workload stand-in, router, Prometheus and the operator …")

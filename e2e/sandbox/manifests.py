@@ -9,6 +9,8 @@ of 1,000 were, and every healthy one was), the comparison judge at ``alpha`` 0.0
 That check is loose on purpose: over a few seconds of canary traffic, one unlucky 5xx among a dozen requests of a
 healthy release (rates extrapolated from few samples) reads as 92 %. The comparison judge is what catches the
 faulty release; the threshold check only shows Flagger's checks still work.
+With ``provider="gatewayapi"`` the Canary routes through an HTTPRoute (``spec.provider: gatewayapi:v1``) and names
+``analysis.querySet: istio``: the sandbox's router exports Istio's series whichever object it routes by.
 A release's behaviour is the backend's environment (``ERROR_RATE``, ``LATENCY_MS``, ``VERSION``), exactly as a pod
 template's ``env`` would carry it.
 """
@@ -20,6 +22,7 @@ from typing import Any
 
 Object = dict[str, Any]
 CANARY_API = "coalmine.dev/v1alpha1"
+PROVIDERS = ("istio", "gatewayapi")  # what the sandbox can route by: a VirtualService or an HTTPRoute
 
 
 @dataclass(frozen=True)
@@ -81,8 +84,12 @@ def release_patch(release: Release) -> Object:
     return pod_spec
 
 
-def canary(namespace: str, name: str, timing: Timing, *, alert_provider: str | None = None) -> Object:
+def canary(
+    namespace: str, name: str, timing: Timing, *, alert_provider: str | None = None, provider: str = "istio"
+) -> Object:
     """The Canary for ``name`` (see the module docstring for why each number is what it is)."""
+    if provider not in PROVIDERS:
+        raise ValueError(f"the sandbox routes by {' or '.join(PROVIDERS)}, not {provider!r}")
     analysis: Object = {
         "interval": f"{timing.interval_s}s",
         "threshold": timing.threshold,
@@ -102,18 +109,23 @@ def canary(namespace: str, name: str, timing: Timing, *, alert_provider: str | N
             }
         ],
     }
+    if provider == "gatewayapi":
+        analysis["querySet"] = "istio"
     if alert_provider is not None:
         analysis["alerts"] = [{"name": "recorder", "severity": "info", "providerRef": {"name": alert_provider}}]
+    spec: Object = {
+        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+        "progressDeadlineSeconds": 120,
+        "service": {"port": 9898},
+        "analysis": analysis,
+    }
+    if provider == "gatewayapi":
+        spec = {"provider": "gatewayapi:v1", **spec}
     return {
         "apiVersion": CANARY_API,
         "kind": "Canary",
         "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-            "progressDeadlineSeconds": 120,
-            "service": {"port": 9898},
-            "analysis": analysis,
-        },
+        "spec": spec,
     }
 
 

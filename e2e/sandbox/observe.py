@@ -1,10 +1,11 @@
 """Watch a rollout from the outside: what the API says each fraction of a second, and what Prometheus saw.
 
-:class:`Sampler` is a background thread that reads the Canary, its VirtualService and the primary Deployment every
-``period_s`` and keeps a :class:`Sample` each time: phase, the weight the *mesh* is given (the VirtualService, not
-the status), the judge's evidence per metric and the primary's pod template digest (a promotion is a change of
-it). It only reads; it starts no process, so it may run on any thread. :func:`error_rates` asks the real
-Prometheus for each arm's 5xx ratio over the run, the series the chart draws.
+:class:`Sampler` is a background thread that reads the Canary, its routing object (the VirtualService, or with
+``provider="gatewayapi"`` the HTTPRoute) and the primary Deployment every ``period_s`` and keeps a :class:`Sample`
+each time: phase, the weight the *mesh* is given (the routing object, not the status), the judge's evidence per
+metric and the primary's pod template digest (a promotion is a change of it). It only reads; it starts no process,
+so it may run on any thread. :func:`error_rates` asks the real Prometheus for each arm's 5xx ratio over the run,
+the series the chart draws.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.kube.api import CANARIES, DEPLOYMENTS, VIRTUAL_SERVICES, KubeApi
+from controller.routers.gatewayapi_build import HTTPROUTES
 from e2e.sandbox.stack import query_prometheus
 
 
@@ -66,6 +68,21 @@ def mesh_weight(virtual_service: Mapping[str, Any] | None, canary_host: str) -> 
     return max(weights, default=0)
 
 
+def http_route_weight(route: Mapping[str, Any] | None, canary: str) -> int | None:
+    """The largest share (in %) any rule of the HTTPRoute gives the Service ``canary`` (None before it exists).
+    Gateway API weights are relative (default 1), so a share is the weight over its rule's total."""
+    if route is None:
+        return None
+    shares = []
+    for rule in (route.get("spec") or {}).get("rules") or ():
+        refs = rule.get("backendRefs") or ()
+        total = sum(int(ref.get("weight", 1)) for ref in refs)
+        for ref in refs:
+            if ref.get("name") == canary and total > 0:
+                shares.append(round(100 * int(ref.get("weight", 1)) / total))
+    return max(shares, default=0)
+
+
 def evidence_points(evidence: Mapping[str, Any] | None) -> dict[str, MetricPoint]:
     points: dict[str, MetricPoint] = {}
     for metric in (evidence or {}).get("metrics") or ():
@@ -79,12 +96,14 @@ def evidence_points(evidence: Mapping[str, Any] | None) -> dict[str, MetricPoint
 
 @dataclass
 class Sampler:
-    """Samples the rollout of ``name`` every ``period_s`` on a daemon thread until :meth:`stop`."""
+    """Samples the rollout of ``name`` every ``period_s`` on a daemon thread until :meth:`stop`; ``provider``
+    (``istio`` or ``gatewayapi``) says which routing object carries the mesh weight."""
 
     api: KubeApi
     namespace: str
     name: str
     period_s: float = 0.5
+    provider: str = "istio"
     samples: list[Sample] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     errors: int = 0
@@ -110,14 +129,18 @@ class Sampler:
     def sample(self) -> Sample:
         """Read once (the Canary first: the weight it reports can only be older than the mesh's)."""
         canary = self.api.get(CANARIES, self.namespace, self.name) or {}
-        virtual_service = self.api.get(VIRTUAL_SERVICES, self.namespace, self.name)
+        canary_host = f"{self.name}-canary"
+        if self.provider == "gatewayapi":
+            weight = http_route_weight(self.api.get(HTTPROUTES, self.namespace, self.name), canary_host)
+        else:
+            weight = mesh_weight(self.api.get(VIRTUAL_SERVICES, self.namespace, self.name), canary_host)
         primary = self.api.get(DEPLOYMENTS, self.namespace, f"{self.name}-primary")
         status = canary.get("status") or {}
         return Sample(
             t=self.now(),
             phase=str(status.get("phase") or ""),
             status_weight=int(status.get("canaryWeight") or 0),
-            mesh_weight=mesh_weight(virtual_service, f"{self.name}-canary"),
+            mesh_weight=weight,
             message=str(status.get("message") or ""),
             evidence=evidence_points(status.get("evidence")),
             primary_template=template_digest(primary),

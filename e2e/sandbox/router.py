@@ -1,12 +1,15 @@
-"""A local stand-in for the Istio data plane: splits requests by the VirtualService weights it reads from the API.
+"""A local stand-in for the Istio data plane: splits requests by the VirtualService (or HTTPRoute) weights it reads.
 
-``python -m e2e.sandbox.router --listen 127.0.0.1:P --namespace NS --service SVC --kubeconfig F``
+``python -m e2e.sandbox.router --listen 127.0.0.1:P --namespace NS --service SVC --kubeconfig F
+[--provider istio|gatewayapi]``
 
-Every ``--poll-interval`` (1 s) it reads, over the Kubernetes API, the VirtualService ``SVC`` (Istio's
-``networking.istio.io/v1beta1``), the Services of the namespace (their selectors) and the endpoint registry the
+Every ``--poll-interval`` (1 s) it reads, over the Kubernetes API, the routing object ``SVC`` — Istio's
+VirtualService (``networking.istio.io/v1beta1``), or with ``--provider gatewayapi`` the Gateway API HTTPRoute
+(``gateway.networking.k8s.io/v1``) — the Services of the namespace (their selectors) and the endpoint registry the
 workload stand-in keeps (:mod:`e2e.sandbox.endpoints`). Each request is then routed like Envoy would route it
-(:mod:`e2e.sandbox.routing`: matches, weights, mirror, response headers) to the backend of the chosen host. Until
-the VirtualService exists, requests go straight to the Service ``SVC``, as they would through kube-proxy.
+(:mod:`e2e.sandbox.routing`, :mod:`e2e.sandbox.routing_gateway`: matches, weights, mirror, response headers) to the
+backend of the chosen host. Until the routing object exists, requests go straight to the Service ``SVC``, as they
+would through kube-proxy. Whichever object it routes by, it reports Istio's series (Istio implements both).
 
 It reports what Istio's sidecar at the destination reports, in Prometheus format on ``/metrics``:
 ``istio_requests_total`` and ``istio_request_duration_milliseconds`` (Istio's default buckets) with
@@ -40,9 +43,11 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from analysis.providers.queries import ISTIO_DURATION_BUCKETS_MS
 from controller.cli.kubectl.access import connect
 from controller.kube.api import SERVICES, VIRTUAL_SERVICES, KubeApi
+from controller.routers.gatewayapi_build import HTTPROUTES
 from e2e.sandbox.endpoints import Endpoint, Registry, resolve
 from e2e.sandbox.procs import announce, install_stop_signals
 from e2e.sandbox.routing import Decision, HeaderOps, RequestInfo, RouteTable
+from e2e.sandbox.routing_gateway import table_from_http_route
 
 log = logging.getLogger("coalmine.sandbox.router")
 METRIC_LABELS = (
@@ -74,6 +79,7 @@ HOP_BY_HOP = frozenset(
     )
 )
 MAX_MIRRORS_IN_FLIGHT = 256
+PROVIDERS = ("istio", "gatewayapi")
 
 
 class IstioMetrics:
@@ -124,10 +130,18 @@ class World:
         return resolve(host, self.selectors, self.endpoints)
 
 
-def read_world(api: KubeApi, namespace: str, service: str) -> World:
-    """Read the VirtualService, the Services and the registry (blocking; called from a thread)."""
+def read_table(api: KubeApi, namespace: str, service: str, provider: str = "istio") -> RouteTable:
+    """The routes of the VirtualService (``istio``) or the HTTPRoute (``gatewayapi``) ``service``; direct without."""
+    if provider == "gatewayapi":
+        route = api.get(HTTPROUTES, namespace, service)
+        return table_from_http_route(route) if route is not None else RouteTable.direct(service, "HTTPRoute")
     vs = api.get(VIRTUAL_SERVICES, namespace, service)
-    table = RouteTable.from_virtual_service(vs) if vs is not None else RouteTable.direct(service)
+    return RouteTable.from_virtual_service(vs) if vs is not None else RouteTable.direct(service)
+
+
+def read_world(api: KubeApi, namespace: str, service: str, provider: str = "istio") -> World:
+    """Read the routing object, the Services and the registry (blocking; called from a thread)."""
+    table = read_table(api, namespace, service, provider)
     selectors = {
         str(s["metadata"]["name"]): {str(k): str(v) for k, v in ((s.get("spec") or {}).get("selector") or {}).items()}
         for s in api.list(SERVICES, namespace)
@@ -147,7 +161,8 @@ def _request_info(request: web.Request) -> RequestInfo:
 
 
 def _apply_headers(headers: CIMultiDict[str], ops: HeaderOps) -> None:
-    """Istio's ``headers.response``: remove, then set, then add (``add`` appends, e.g. a second Set-Cookie)."""
+    """Istio's ``headers.response`` (Gateway API's ``ResponseHeaderModifier``): remove, then set, then add (``add``
+    appends, e.g. a second Set-Cookie)."""
     for name in ops.remove:
         headers.popall(name, None)
     for name, value in ops.set:
@@ -159,12 +174,15 @@ def _apply_headers(headers: CIMultiDict[str], ops: HeaderOps) -> None:
 class Router:
     """Forwards requests by the current :class:`World` and records Istio metrics for every forwarded request."""
 
-    def __init__(self, api: KubeApi, namespace: str, service: str, *, seed: int | None = None) -> None:
+    def __init__(
+        self, api: KubeApi, namespace: str, service: str, *, seed: int | None = None, provider: str = "istio"
+    ) -> None:
         self.api = api
         self.namespace = namespace
         self.service = service
+        self.provider = provider
         self.metrics = IstioMetrics(namespace)
-        self.world = World(RouteTable.direct(service))
+        self.world = World(RouteTable.direct(service, "HTTPRoute" if provider == "gatewayapi" else "VirtualService"))
         self._rng = random.Random(seed)
         self._mirrors: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
@@ -172,7 +190,7 @@ class Router:
     async def refresh(self) -> None:
         """Re-read the API; on failure keep routing by what was read last (and say so)."""
         try:
-            self.world = await asyncio.to_thread(read_world, self.api, self.namespace, self.service)
+            self.world = await asyncio.to_thread(read_world, self.api, self.namespace, self.service, self.provider)
         except Exception as exc:
             log.warning("could not read routes from the API (keeping the last ones): %s", exc)
 
@@ -314,8 +332,11 @@ async def serve(router: Router, host: str, port: int, poll_interval_s: float) ->
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--listen", type=parse_listen, default=("127.0.0.1", 0), help="HOST:PORT (loopback only)")
-    parser.add_argument("--namespace", default=None, help="namespace of the VirtualService (default: context's)")
-    parser.add_argument("--service", required=True, help="the VirtualService / apex Service name")
+    parser.add_argument("--namespace", default=None, help="namespace of the routing object (default: context's)")
+    parser.add_argument("--service", required=True, help="the VirtualService / HTTPRoute / apex Service name")
+    parser.add_argument(
+        "--provider", choices=PROVIDERS, default="istio", help="route by the VirtualService (istio) or the HTTPRoute"
+    )
     parser.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: $KUBECONFIG)")
     parser.add_argument("--poll-interval", type=float, default=1.0, help="seconds between reads of the API")
     parser.add_argument("--seed", type=int, default=None, help="seed for the weighted draws (reproducible runs)")
@@ -324,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     disable_created_metrics()  # type: ignore[no-untyped-call]  # Istio exports no *_created series; neither do we
     cluster = connect(args.kubeconfig, None, args.namespace)
     host, port = args.listen
-    router = Router(cluster.api, cluster.namespace, args.service, seed=args.seed)
+    router = Router(cluster.api, cluster.namespace, args.service, seed=args.seed, provider=args.provider)
     try:
         asyncio.run(serve(router, host, port, max(0.1, args.poll_interval)))
     finally:

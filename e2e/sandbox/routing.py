@@ -1,4 +1,5 @@
 """What the router does with a VirtualService: parse its HTTP routes, pick one for a request, pick a destination.
+(An HTTPRoute is parsed into the same :class:`RouteTable` by :mod:`e2e.sandbox.routing_gateway`.)
 
 Pure (no I/O) so it can be checked against the VirtualServices the operator's own builder writes
 (:func:`controller.routers.istio.build_virtual_service`). Istio semantics it follows:
@@ -22,7 +23,7 @@ import random
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 Object = Mapping[str, Any]
 
@@ -71,6 +72,12 @@ class RequestInfo:
     query: Mapping[str, str] = field(default_factory=dict)
     authority: str = ""
     scheme: str = "http"
+
+
+class Matcher(Protocol):
+    """One match entry of a route: Istio's :class:`MatchCondition` or Gateway API's (:mod:`.routing_gateway`)."""
+
+    def matches(self, request: RequestInfo) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -162,7 +169,7 @@ class HttpRoute:
     """One ``http`` route: its match entries (empty: all), weighted destinations, mirror and header operations."""
 
     name: str
-    matches: tuple[MatchCondition, ...]
+    matches: tuple[Matcher, ...]
     destinations: tuple[Destination, ...]
     mirror: str | None = None
     mirror_percent: float = 0.0
@@ -202,15 +209,17 @@ def _mirror_percent(raw: Object) -> float:
 
 @dataclass(frozen=True)
 class RouteTable:
-    """A VirtualService's routes, in order; ``source`` says where they came from (for ``/sandbox/routes``)."""
+    """A VirtualService's routes (or an HTTPRoute's, ranked: :mod:`.routing_gateway`), in the order they are tried;
+    ``source`` says where they came from (for ``/sandbox/routes``)."""
 
     routes: tuple[HttpRoute, ...]
     source: str
 
     @classmethod
-    def direct(cls, host: str) -> RouteTable:
-        """No VirtualService (yet): every request goes to the Service ``host``, as kube-proxy would send it."""
-        return cls((HttpRoute("direct", (), (Destination(host, 100),)),), f"no VirtualService: direct to {host}")
+    def direct(cls, host: str, missing: str = "VirtualService") -> RouteTable:
+        """No VirtualService (or HTTPRoute: ``missing``) yet: every request goes to the Service ``host``, as
+        kube-proxy would send it."""
+        return cls((HttpRoute("direct", (), (Destination(host, 100),)),), f"no {missing}: direct to {host}")
 
     @classmethod
     def from_virtual_service(cls, vs: Object) -> RouteTable:

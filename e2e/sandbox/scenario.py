@@ -4,7 +4,8 @@
 
 1. bring up the stack (:class:`e2e.sandbox.stack.Stack`): emulated API, workload stand-in, router, Prometheus,
    the real operator, and a bounded load generator (``rps`` requests per second);
-2. apply the ``podinfo`` Deployment (0.5 % errors, 50 ms) and its Canary; wait for ``Initialized``;
+2. apply the ``podinfo`` Deployment (0.5 % errors, 50 ms) and its Canary — routed by a VirtualService, or with
+   ``provider="gatewayapi"`` by an HTTPRoute (the router and the observer follow it); wait for ``Initialized``;
 3. release a healthy version (same error rate) and wait for ``Succeeded``;
 4. release a faulty one (``ERROR_RATE=0.1``) and wait for ``Failed``;
 5. draw the PNG (:mod:`e2e.sandbox.chart`) and print a summary: each release's outcome, decision time and reason.
@@ -31,6 +32,7 @@ from e2e.sandbox.observe import Sample, Sampler, error_rates
 from e2e.sandbox.stack import Stack
 
 TERMINAL = ("Succeeded", "Failed")
+ROUTED_BY = {"istio": "a VirtualService", "gatewayapi": "an HTTPRoute, gatewayapi:v1"}
 BANNER = """\
 Coalmine sandbox: an emulated Kubernetes API and a stand-in data plane (router, workload, backends) on 127.0.0.1.
 The operator, the judge, the HTTP traffic and Prometheus are real. Nothing leaves this machine."""
@@ -46,6 +48,7 @@ class Options:
     live: bool | None = None  # None: the plugin's live view when stdout is a terminal
     keep: bool = False  # keep the work directory with every process's log
     scrape_interval_s: float = 1.0  # Prometheus' scrape interval (a real cluster's is often 15 s or 30 s)
+    provider: str = "istio"  # istio: a VirtualService; gatewayapi: an HTTPRoute (spec.provider gatewayapi:v1)
     echo: Callable[[str], None] = print
 
     @property
@@ -142,7 +145,7 @@ def run(options: Options) -> Result:
     result = Result()
     timing = options.timing
     echo(BANNER)
-    stack = Stack(keep=options.keep, scrape_interval_s=options.scrape_interval_s)
+    stack = Stack(keep=options.keep, scrape_interval_s=options.scrape_interval_s, provider=options.provider)
     live: subprocess.Popen[str] | None = None
     sampler: Sampler | None = None
     try:
@@ -151,7 +154,7 @@ def run(options: Options) -> Result:
         echo(f"  work dir {stack.workdir}; Prometheus {stack.prometheus_url}; router http://{stack.router_address}")
         epoch_zero = time.time()
         api, ns, name = stack.cluster.api, stack.namespace, stack.service
-        sampler = Sampler(api, ns, name).start()
+        sampler = Sampler(api, ns, name, provider=options.provider).start()
         budget = 30 + options.deadline_s * len(RELEASES)
         stack.start_load(options.rps, budget)
         use_plugin = sys.stdout.isatty() if options.live is None else options.live
@@ -165,8 +168,12 @@ def run(options: Options) -> Result:
             )
         view: Callable[[Sample], None] = (lambda _sample: None) if use_plugin else LineView(echo)
         api.create(DEPLOYMENTS, ns, manifests.deployment(ns, name, BASELINE))
-        api.create(CANARIES, ns, manifests.canary(ns, name, timing))
-        echo(f"Applied Deployment {name} ({BASELINE.version}, 0.5 % errors) and its Canary; waiting for Initialized")
+        api.create(CANARIES, ns, manifests.canary(ns, name, timing, provider=options.provider))
+        routed_by = ROUTED_BY[options.provider]
+        echo(
+            f"Applied Deployment {name} ({BASELINE.version}, 0.5 % errors) and its Canary (routed by {routed_by}); "
+            "waiting for Initialized"
+        )
         if wait_for_phase(sampler, ("Initialized",), 60, after=0, on_change=view) is None:
             raise RuntimeError("the Canary was not initialised within 60 s; run with --keep and read operator.log")
         releases: list[tuple[float, str]] = []

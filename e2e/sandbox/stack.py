@@ -5,7 +5,8 @@ for one Service, Debian's Prometheus scraping the router every ``scrape_interval
 until the scrape is ``up``), the real operator (``coalmine run`` with a 1 s tick) and, on request, the load
 generator. Every child is a process started from the calling thread with ``PR_SET_PDEATHSIG``, so it dies with the
 sandbox even on ``kill -9``; a normal exit, an exception, Ctrl-C or SIGTERM stops them in reverse order and removes
-the temporary directory (:meth:`Stack.down` is idempotent and also registered with ``atexit``).
+the temporary directory (:meth:`Stack.down` is idempotent and also registered with ``atexit``). ``provider``
+(``istio`` or ``gatewayapi``) says which routing object the router follows: the VirtualService or the HTTPRoute.
 
 The operator can be killed and restarted at will (:meth:`Stack.kill_operator`, :meth:`Stack.start_operator`):
 the chaos test does exactly that. Its log goes to ``operator.log`` in the work directory, appended across restarts.
@@ -64,6 +65,7 @@ class Stack:
     tick_s: float = 1.0
     scrape_interval_s: float = 1.0  # Prometheus' scrape interval for the router's /metrics
     keep: bool = False  # keep the work directory (logs, kubeconfig, Prometheus data) after stopping
+    provider: str = "istio"  # the router follows the VirtualService (istio) or the HTTPRoute (gatewayapi)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="coalmine-sandbox-")))
     processes: dict[str, subprocess.Popen[str]] = field(default_factory=dict)
     prometheus: RunningPrometheus | None = None
@@ -108,7 +110,15 @@ class Stack:
             ns = ("--namespace", self.namespace, "--kubeconfig", str(self.kubeconfig))
             self._start("workload", "e2e.sandbox.workload", *ns, "--poll-interval", "0.25", announces=False)
             _, self.router_address = self._start(
-                "router", "e2e.sandbox.router", *ns, "--service", self.service, "--poll-interval", "0.25"
+                "router",
+                "e2e.sandbox.router",
+                *ns,
+                "--service",
+                self.service,
+                "--provider",
+                self.provider,
+                "--poll-interval",
+                "0.25",
             )
             self.prometheus = RunningPrometheus(
                 self.workdir / "prometheus",
