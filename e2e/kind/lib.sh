@@ -134,6 +134,51 @@ route_weight() {
     -o jsonpath="{.spec.http[?(@.name==\"weighted\")].route[?(@.destination.host==\"$2\")].weight}"
 }
 
+# httproute_weight ROUTE BACKEND [RULE]: the weight of the backendRef BACKEND in the HTTPRoute's rule RULE (default
+# weighted, the primary/canary split; canary-match is the A/B rule). Gateway API provider only.
+httproute_weight() {
+  kubectl -n "${NAMESPACE}" get httproutes.gateway.networking.k8s.io "$1" \
+    -o jsonpath="{.spec.rules[?(@.name==\"${3:-weighted}\")].backendRefs[?(@.name==\"$2\")].weight}"
+}
+
+# httproute_mirror ROUTE: the Service the HTTPRoute's weighted rule mirrors to (empty when it mirrors nothing).
+httproute_mirror() {
+  kubectl -n "${NAMESPACE}" get httproutes.gateway.networking.k8s.io "$1" \
+    -o jsonpath='{.spec.rules[?(@.name=="weighted")].filters[?(@.type=="RequestMirror")].requestMirror.backendRef.name}'
+}
+
+# observe_route_until SECONDS KIND NAME PHASE...: poll every 2 s until the rollout KIND/NAME is in one of PHASE...,
+# recording what its HTTPRoute NAME showed for the canary NAME-canary: every weight of the weighted rule
+# (SEEN_WEIGHTS), every weight of the A/B rule (SEEN_MATCH) and whether it was mirrored to (SEEN_MIRROR).
+# shellcheck disable=SC2034  # SEEN_MIRROR is read by the scripts that call it
+observe_route_until() {
+  local timeout="$1" kind="$2" name="$3"
+  shift 3
+  local deadline=$((SECONDS + timeout)) weight match
+  SEEN_WEIGHTS=" "
+  SEEN_MATCH=" "
+  SEEN_MIRROR=no
+  log "watching ${kind}/${name} and HTTPRoute ${name} until it is $* (up to ${timeout}s)"
+  until phase_is "${kind}" "${name}" "$@"; do
+    weight="$(httproute_weight "${name}" "${name}-canary" 2>/dev/null || true)"
+    if [[ -n "${weight}" && "${SEEN_WEIGHTS}" != *" ${weight} "* ]]; then
+      SEEN_WEIGHTS+="${weight} "
+      log "canary weight ${weight}% (phase $(phase "${kind}" "${name}"))"
+    fi
+    match="$(httproute_weight "${name}" "${name}-canary" canary-match 2>/dev/null || true)"
+    if [[ -n "${match}" && "${SEEN_MATCH}" != *" ${match} "* ]]; then
+      SEEN_MATCH+="${match} "
+      log "A/B rule sends ${match}% of matching requests to the canary (phase $(phase "${kind}" "${name}"))"
+    fi
+    [[ "$(httproute_mirror "${name}" 2>/dev/null || true)" == "${name}-canary" ]] && SEEN_MIRROR=yes
+    if ((SECONDS >= deadline)); then
+      fail "timed out after ${timeout}s waiting for ${kind}/${name} to be $* (it is '$(phase "${kind}" "${name}")')"
+    fi
+    sleep 2
+  done
+  pass "${kind}/${name} is $(phase "${kind}" "${name}"); canary weights seen:${SEEN_WEIGHTS}"
+}
+
 replicas() {
   kubectl -n "${NAMESPACE}" get deployment "$1" -o jsonpath='{.spec.replicas}'
 }
