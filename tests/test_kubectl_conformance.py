@@ -254,10 +254,17 @@ def test_explain_shows_the_crd_schema(kubectl: Kubectl) -> None:
 
 
 def test_describe_shows_the_events_the_operator_wrote(kubectl: Kubectl) -> None:
-    described = kubectl.ok("describe", "canary", "podinfo", "-n", DEMO)
-    assert "Events:" in described
-    events = described.split("Events:", 1)[1]
-    assert "<none>" not in events.splitlines()[0], described
+    # The operator records a tick's Events after the status write that `kubectl wait` saw, as on a real cluster:
+    # describe is retried (bounded) until the Initialized Event is there, not read once at an arbitrary instant.
+    deadline, events = time.monotonic() + 20, ""
+    while time.monotonic() < deadline:
+        described = kubectl.ok("describe", "canary", "podinfo", "-n", DEMO)
+        assert "Events:" in described
+        events = described.split("Events:", 1)[1]
+        assert "<none>" not in events.splitlines()[0], described
+        if "Initialized" in events or "Synced" in events:
+            break
+        time.sleep(0.5)
     assert "Initialized" in events or "Synced" in events, events
 
 
