@@ -79,6 +79,11 @@ def _handler(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
             except OSError:
                 pass  # the client gave up (timed out) first
 
+        def do_GET(self) -> None:
+            # A Prometheus client may query with GET: answered and recorded by path, without the query string.
+            self.path = self.path.split("?", 1)[0]
+            self.do_POST()
+
         def _drip(self, answer: Answer) -> None:
             try:
                 self.send_response(answer.status)

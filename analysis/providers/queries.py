@@ -17,11 +17,15 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
 from analysis.policy import ISTIO_DURATION_BUCKETS_MS as ISTIO_DURATION_BUCKETS_MS
+
+# MetricTemplate rendering lives in its own module; these names stay importable from here.
+from analysis.template_render import TemplateError as TemplateError
+from analysis.template_render import TemplateModel as TemplateModel
+from analysis.template_render import render_template as render_template
 
 WORKLOAD_LABEL = "destination_workload"
 PRIMARY_SUFFIX = "-primary"
@@ -33,10 +37,6 @@ class BuiltinName(StrEnum):
 
     REQUEST_SUCCESS_RATE = "request-success-rate"
     REQUEST_DURATION = "request-duration"
-
-
-class TemplateError(ValueError):
-    """A MetricTemplate query cannot be rendered: the message names the offending expression or variable."""
 
 
 class BucketError(ValueError):
@@ -53,59 +53,6 @@ class BuiltinMetric:
 
     name: BuiltinName
     interval_s: float = 60.0
-
-
-@dataclass(frozen=True)
-class TemplateModel:
-    """What a MetricTemplate query may refer to — Flagger's model, same names.
-
-    ``name``/``namespace`` are the Canary's, ``target`` the workload (``targetRef.name``), ``service`` the apex
-    Service name, ``interval`` a Prometheus duration (the metric's ``interval``), ``variables`` the metric's
-    ``templateVariables``.
-    """
-
-    name: str
-    namespace: str
-    target: str
-    service: str
-    interval: str = "1m"
-    variables: Mapping[str, str] = field(default_factory=dict)
-
-
-_EXPRESSION = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
-_FIELDS = ("name", "namespace", "target", "service", "interval")
-_VARIABLE = re.compile(r"variables\.([A-Za-z_][A-Za-z0-9_]*)")
-
-
-def render_template(query: str, model: TemplateModel) -> str:
-    """Render ``{{ name }}``, ``{{ namespace }}``, ``{{ target }}``, ``{{ service }}``, ``{{ interval }}`` and
-    ``{{ variables.KEY }}`` (Flagger's syntax, spaces optional).
-
-    Anything else between ``{{ }}`` is an error, and so is a variable missing from ``templateVariables``: Go's
-    templates would render ``<no value>`` or an empty string and Prometheus would quietly match nothing, which then
-    reads as "no data" for every look instead of a configuration mistake.
-    """
-
-    def substitute(match: re.Match[str]) -> str:
-        expression = match.group(1).strip()
-        if expression in _FIELDS:
-            return str(getattr(model, expression))
-        variable = _VARIABLE.fullmatch(expression)
-        if variable is not None:
-            key = variable.group(1)
-            if key not in model.variables:
-                known = ", ".join(sorted(model.variables)) or "none"
-                raise TemplateError(f"template variable {key!r} is not set in templateVariables (set: {known})")
-            return model.variables[key]
-        raise TemplateError(
-            f"unsupported template expression {{{{ {expression} }}}}: use name, namespace, target, service, "
-            "interval or variables.KEY"
-        )
-
-    rendered = _EXPRESSION.sub(substitute, query)
-    if "{{" in rendered:
-        raise TemplateError("unclosed '{{' in template query")
-    return rendered
 
 
 def arm_models(model: TemplateModel) -> tuple[TemplateModel, TemplateModel]:

@@ -11,11 +11,15 @@ from typing import Annotated
 import kopf
 import typer
 
+from controller.logredact import remember_secret
 from controller.notify.config import ProviderConfig, ProviderConfigError
 from controller.operator.context import OperatorConfig, parse_selector
 from controller.operator.runtime import (
+    NoCluster,
     build_context,
     build_registry,
+    check_cluster,
+    configure_logging,
     configure_settings,
     kubernetes_configuration,
     limit_malloc_arenas,
@@ -73,13 +77,7 @@ def run_command(
     level = getattr(logging, log_level.upper(), None)
     if not isinstance(level, int):
         raise typer.BadParameter(f"{log_level!r}: use debug, info, warning or error", param_hint="--log-level")
-    kopf.configure(
-        debug=level <= logging.DEBUG,
-        verbose=level <= logging.INFO,
-        quiet=level >= logging.WARNING,
-        log_format=kopf.LogFormat.JSON if log_format is LogFormat.JSON else kopf.LogFormat.FULL,
-        log_refkey="object",
-    )
+    configure_logging(level, json_format=log_format is LogFormat.JSON)
     try:
         labels = parse_selector(selector or ())
     except ValueError as error:
@@ -88,18 +86,26 @@ def run_command(
         default_alert = ProviderConfig.from_flags(default_alert_url, type=default_alert_type)
     except ProviderConfigError as error:
         raise typer.BadParameter(str(error), param_hint="--default-alert-url") from error
+    hook_secret = hook_secret_file.read_bytes().strip() if hook_secret_file else None
+    remember_secret(hook_secret, default_alert_url)
     config = OperatorConfig(
         tick_seconds=tick,
         default_provider=default_provider.value,
         metrics_server=metrics_server,
-        hook_secret=hook_secret_file.read_bytes().strip() if hook_secret_file else None,
+        hook_secret=hook_secret,
         default_alert=default_alert,
         namespaces=tuple(namespace or ()),
         selector=labels,
         instance=os.environ.get("POD_ID", os.environ.get("HOSTNAME", "coalmine")),
     )
     limit_malloc_arenas()
-    ctx = build_context(config, kubernetes_configuration())
+    try:
+        configuration = kubernetes_configuration()
+        check_cluster(configuration)
+    except NoCluster as error:
+        typer.echo(f"coalmine run: {error}", err=True)
+        raise typer.Exit(1) from None
+    ctx = build_context(config, configuration)
     tune_garbage_collector()
     endpoint = ctx.metrics.serve(metrics_port) if metrics_port else None
     settings = kopf.OperatorSettings()

@@ -33,7 +33,7 @@ from controller.notify.message import Notification, WorkloadKind, action_command
 from controller.notify.registry import build_notifier
 from controller.notify.severity import alerts_for, is_muted, is_notable, severity_for
 from controller.operator.context import OperatorContext
-from controller.operator.looks import decode_secret
+from controller.operator.credentials import check_credential_use, decode_secret
 from controller.rollout.decision import Event
 from controller.rollout.messages import MESSAGE_LIMIT, bounded, is_cut
 from controller.rollout.outbox import OUTBOX_KEY, entry_id
@@ -147,6 +147,7 @@ def _notifiers(ctx: OperatorContext, namespace: str, spec: CanarySpec, severity:
             if provider is None:
                 log.warning("AlertProvider %s/%s not found (alert %s)", provider_namespace, ref.name, alert.name)
                 continue
+            check_credential_use(provider, "AlertProvider", provider_namespace, namespace)
             provider_spec = provider.get("spec") or {}
             secret_name = (provider_spec.get("secretRef") or {}).get("name")
             secret = ctx.api.get(SECRETS, provider_namespace, secret_name) if secret_name else None

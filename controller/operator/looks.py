@@ -7,7 +7,6 @@ broken template or unreachable provider becomes an error on *that* metric, never
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +28,7 @@ from analysis.samples import ArmValues, Look, ThresholdValue
 from controller.kube.api import METRIC_TEMPLATES, SECRETS, KubeApi
 from controller.kube.errors import KubeError
 from controller.operator.context import OperatorContext
+from controller.operator.credentials import check_credential_use, decode_secret, template_address
 from controller.rollout.spec import CanarySpec, MetricSpec, metrics_query_set
 
 ProviderKey = tuple[str, str, str, bool]  # address, secret namespace, secret name, insecureSkipVerify
@@ -38,17 +38,6 @@ ProviderKey = tuple[str, str, str, bool]  # address, secret namespace, secret na
 class _Group:
     thresholds: dict[str, ThresholdQuery] = field(default_factory=dict)
     compared: dict[str, tuple[str, str]] = field(default_factory=dict)
-
-
-def decode_secret(secret: Mapping[str, Any] | None) -> dict[str, str]:
-    """A Secret's ``data`` (base64) and ``stringData`` as plain strings."""
-    if not secret:
-        return {}
-    decoded = {
-        key: base64.b64decode(value).decode("utf-8", "replace") for key, value in (secret.get("data") or {}).items()
-    }
-    decoded.update({key: str(value) for key, value in (secret.get("stringData") or {}).items()})
-    return decoded
 
 
 def _model(canary_name: str, namespace: str, spec: CanarySpec, metric: MetricSpec) -> TemplateModel:
@@ -143,9 +132,10 @@ def _metric_source(
     template = api.get(METRIC_TEMPLATES, template_namespace, metric.template_ref.name)
     if template is None:
         raise ValueError(f"MetricTemplate {template_namespace}/{metric.template_ref.name} not found")
+    check_credential_use(template, "MetricTemplate", template_namespace, namespace)
     template_spec = template.get("spec") or {}
     provider = template_spec.get("provider") or {}
-    address = provider.get("address") or default[0]
+    address = template_address(template, default[0])
     secret = (provider.get("secretRef") or {}).get("name", "")
     key = (str(address), template_namespace if secret else "", str(secret), bool(provider.get("insecureSkipVerify")))
     return key, str(template_spec.get("query", ""))
@@ -159,7 +149,7 @@ def _credentials(api: KubeApi, key: ProviderKey) -> dict[str, str]:
         raise ValueError(f"Secret {key[1]}/{key[2]} (MetricTemplate provider secretRef) not found")
     try:
         return decode_secret(secret)
-    except ValueError as error:  # binascii.Error: not base64
+    except ValueError as error:
         raise ValueError(f"Secret {key[1]}/{key[2]} (MetricTemplate provider secretRef): bad data: {error}") from error
 
 

@@ -6,10 +6,12 @@ Shared by ``coalmine run`` and the integration tests, so tests exercise exactly 
 from __future__ import annotations
 
 import asyncio
+import copy
 import ctypes
 import ctypes.util
 import gc
 import logging
+import os
 import random
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -21,6 +23,7 @@ from kubernetes import config as k8s_config
 from controller.handlers import bluegreen, canary, common
 from controller.kube.cached import CachedKubeApi
 from controller.kube.client import KubeClient
+from controller.logredact import install as install_redaction
 from controller.operator.context import OperatorConfig, OperatorContext
 
 FINALIZER = "coalmine.dev/finalizer"
@@ -45,6 +48,30 @@ class NoChangeTracking(kopf.DiffBaseStorage):
 
     def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
         return None
+
+
+# Libraries that log every request at INFO, URL included (httpx: "HTTP Request: POST https://hooks.slack.com/…"):
+# one line per Prometheus query or notification is noise at scale, and the URL may be a credential.
+_CHATTY_LOGGERS = ("httpx", "httpcore", "kubernetes.client.rest", "urllib3")
+
+
+def configure_logging(level: int, *, json_format: bool) -> None:
+    """Log at ``level`` through kopf's formatter, with every record redacted (:mod:`controller.logredact`).
+
+    kopf's own ``verbose`` switch means DEBUG, so ``--log-level info`` must not set it: only ``debug`` turns on
+    kopf's debug output (and the per-request lines of the HTTP libraries).
+    """
+    kopf.configure(
+        debug=level <= logging.DEBUG,
+        verbose=False,
+        quiet=level >= logging.WARNING,
+        log_format=kopf.LogFormat.JSON if json_format else kopf.LogFormat.FULL,
+        log_refkey="object",
+    )
+    logging.getLogger().setLevel(level)
+    for name in _CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if level <= logging.DEBUG else max(level, logging.WARNING))
+    install_redaction()
 
 
 GC_THRESHOLDS = (10_000, 50, 100)
@@ -141,14 +168,50 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     return registry
 
 
+class NoCluster(RuntimeError):
+    """No usable Kubernetes API: no credentials, or the server does not answer. The message is one line."""
+
+
 def kubernetes_configuration() -> k8s_client.Configuration:
-    """Credentials like kubectl's: in-cluster when running in a pod, else ``KUBECONFIG``/``~/.kube/config``."""
+    """Credentials like kubectl's: in-cluster when running in a pod, else ``KUBECONFIG``/``~/.kube/config``.
+
+    Raises :class:`NoCluster` when there are none, instead of the client library's traceback.
+    """
     configuration = k8s_client.Configuration()
     try:
         k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     except k8s_config.ConfigException:
-        k8s_config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        try:
+            k8s_config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        except (k8s_config.ConfigException, OSError, ValueError) as error:
+            where = os.environ.get("KUBECONFIG") or "~/.kube/config"
+            detail = " ".join(str(error).split()) or type(error).__name__
+            raise NoCluster(
+                f"no Kubernetes cluster: not in a pod, and {where} has no usable context ({detail})"
+            ) from error
     return configuration
+
+
+def check_cluster(configuration: k8s_client.Configuration, timeout_s: float = 10.0) -> None:
+    """Ask the API server for its version once, so an unreachable or refusing cluster is one clear line at start.
+
+    kopf would otherwise retry its startup activities every second forever, logging a stack of errors each time;
+    exiting lets the pod's restart policy (or the person at the terminal) deal with it, as Flagger does.
+    """
+    probe = copy.deepcopy(configuration)
+    probe.retries = 0  # one attempt: the client's own retries would only log three warnings first
+    api_client = k8s_client.ApiClient(probe)
+    try:
+        k8s_client.VersionApi(api_client).get_code(_request_timeout=timeout_s)
+    except k8s_client.ApiException as error:
+        hint = " (the credentials were refused)" if error.status in (401, 403) else ""
+        raise NoCluster(f"the Kubernetes API at {configuration.host} answered HTTP {error.status}{hint}") from error
+    except Exception as error:  # urllib3's connection errors, TLS errors, timeouts: all mean "not reachable"
+        reason = getattr(error, "reason", None) or error
+        text = " ".join(str(reason).split())
+        raise NoCluster(f"cannot reach the Kubernetes API at {configuration.host}: {text[:300]}") from error
+    finally:
+        api_client.close()  # type: ignore[no-untyped-call]
 
 
 def build_context(config: OperatorConfig, configuration: k8s_client.Configuration) -> OperatorContext:

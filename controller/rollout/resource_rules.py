@@ -6,12 +6,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from analysis.template_render import TemplateError, placeholders
 from controller.rollout.problems import Findings, check_http_url, mapping
 
 # What a MetricTemplate query may contain between {{ }}, exactly what the Prometheus provider renders (Flagger's
 # syntax): anything else would fail at query time, mid-rollout, so it is rejected here.
 TEMPLATE_VARIABLES = frozenset({"name", "namespace", "target", "service", "interval"})
-_PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 _VARIABLE = re.compile(r"variables\.[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -21,6 +21,12 @@ def check_metric_template(document: Mapping[str, Any], out: Findings) -> None:
     provider = mapping(spec.get("provider"))
     address = provider.get("address")
     check_http_url(address, "spec.provider.address", out)
+    if provider.get("secretRef") is not None and not address:
+        out.problem(
+            "spec.provider.address",
+            "is required when secretRef is set: the credentials are only sent to the address configured beside "
+            "them, never to a Canary's metricsServer",
+        )
     if provider.get("insecureSkipVerify") is True and isinstance(address, str) and address.startswith("http://"):
         out.warn("spec.provider.insecureSkipVerify", "has no effect on an http:// address")
     query = spec.get("query")
@@ -29,18 +35,21 @@ def check_metric_template(document: Mapping[str, Any], out: Findings) -> None:
 
 
 def _check_query(query: str, out: Findings) -> None:
-    for raw in _PLACEHOLDER.findall(query):
-        expression = raw.strip()
+    try:
+        expressions = placeholders(query)  # one linear scan: a hostile query cannot stall validate
+    except TemplateError:
+        out.problem("spec.query", "has an unclosed {{; each placeholder is written {{ name }}")
+        return
+    for expression in expressions:
         if expression not in TEMPLATE_VARIABLES and not _VARIABLE.fullmatch(expression):
             allowed = ", ".join(sorted(TEMPLATE_VARIABLES))
+            shown = expression if len(expression) <= 60 else expression[:59] + "…"
             out.problem(
                 "spec.query",
-                f"unsupported placeholder {{{{ {expression} }}}}; use {allowed} or variables.NAME "
+                f"unsupported placeholder {{{{ {shown} }}}}; use {allowed} or variables.NAME "
                 "(set by the Canary metric's templateVariables)",
             )
             return
-    if "{{" in _PLACEHOLDER.sub("", query):
-        out.problem("spec.query", "has an unclosed {{; each placeholder is written {{ name }}")
 
 
 def check_alert_provider(document: Mapping[str, Any], out: Findings) -> None:

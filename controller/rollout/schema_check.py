@@ -178,6 +178,8 @@ def _report(error: ValidationError, out: Findings, prefix: str = "") -> None:
         out.problem(path, f"must have at least {value} item(s)")
     elif kind == "minLength":
         out.problem(path, "must not be empty")
+    elif kind == "maxLength":  # never echo the value: it is long by definition (jsonschema's message quotes it all)
+        out.problem(path, f"must be at most {value} characters (got {len(instance)})")
     elif kind == "pattern" and value == DURATION_PATTERN:
         out.problem(path, f"must be a duration such as 30s, 1m or 1h30m (units ms, s, m, h; {_got(instance)})")
     elif kind in ("minProperties", "maxProperties"):
