@@ -530,7 +530,7 @@ class OperatorRun:
         )
         ctx = OperatorContext(config=self.config, api=CachedKubeApi.over(api, self.config.namespaces))
         settings = operator_settings()
-        configure_settings(settings)
+        configure_settings(settings, finalizer=self.config.shard.finalizer)
         settings.watching.server_timeout = 60
         stack = contextlib.AsyncExitStack()
         await stack.enter_async_context(

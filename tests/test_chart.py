@@ -432,3 +432,111 @@ def test_dashboard_queries_are_valid_promql(chart: helm.Chart, tmp_path: Path) -
         ["promtool", "check", "rules", str(rule_file)], capture_output=True, text=True, timeout=30, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# -- sharding -------------------------------------------------------------------------------------------------------
+
+
+def _check_valid(objects: list[Obj]) -> None:
+    for obj in objects:
+        group = obj["apiVersion"].split("/")[0] if "/" in obj["apiVersion"] else ""
+        if group == "kopf.dev":
+            check_by_crd(obj)
+        elif group == "monitoring.coreos.com":
+            check_service_monitor(obj, objects)
+        else:
+            kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+    names = [(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) for o in objects]
+    assert len(names) == len(set(names)), "two rendered objects share kind, namespace and name"
+
+
+def test_one_shard_renders_exactly_what_an_unsharded_release_does(chart: helm.Chart) -> None:
+    for case, values in VALUE_SETS.items():
+        sharded = chart.render({**values, "sharding": {"shards": 1}}, name=RELEASE, namespace=NAMESPACE)
+        assert sharded == chart.render(values, name=RELEASE, namespace=NAMESPACE), case
+    assert yaml.safe_load((CHART / "values.yaml").read_text())["sharding"] == {"shards": 1}
+
+
+@pytest.mark.parametrize("mode", ["cluster", "namespaced"])
+def test_three_shards_are_three_peered_pairs_each_with_its_shard(chart: helm.Chart, mode: str) -> None:
+    watch: Obj = {"mode": mode, "namespaces": ["team-a", "team-b"] if mode == "namespaced" else []}
+    objects = render(chart, {"sharding": {"shards": 3}, "watch": watch})
+    _check_valid(objects)
+    deployments = sorted(find(objects, "Deployment"), key=lambda d: d["metadata"]["name"])
+    assert [d["metadata"]["name"] for d in deployments] == [f"coalmine-shard-{i}" for i in range(3)]
+    selectors = []
+    for index, deployment in enumerate(deployments):
+        assert deployment["spec"]["replicas"] == 2
+        [operator] = deployment["spec"]["template"]["spec"]["containers"]
+        args = operator["args"]
+        assert [a for a in args if a.startswith("--shard")] == [f"--shard={index}/3"]
+        assert [a for a in args if a.startswith("--peering")] == [f"--peering=coalmine-shard-{index}"]
+        match = deployment["spec"]["selector"]["matchLabels"]
+        assert match.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+        selectors.append(match)
+        anti = deployment["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+        [term] = anti["preferredDuringSchedulingIgnoredDuringExecution"]
+        assert term["podAffinityTerm"]["labelSelector"]["matchLabels"] == match, "spread each shard's own pair"
+    # No Deployment's selector matches another shard's pods.
+    for i, mine in enumerate(selectors):
+        for j, pods in enumerate(deployments):
+            labels = pods["spec"]["template"]["metadata"]["labels"]
+            assert (mine.items() <= labels.items()) == (i == j)
+    # One PodDisruptionBudget per shard, over that shard's pods only.
+    pdbs = {p["metadata"]["name"]: p for p in find(objects, "PodDisruptionBudget")}
+    assert sorted(pdbs) == [f"coalmine-shard-{i}" for i in range(3)]
+    for index in range(3):
+        assert pdbs[f"coalmine-shard-{index}"]["spec"]["selector"]["matchLabels"] == selectors[index]
+    # A peering object per shard (in each watched namespace when namespaced): one active replica per shard.
+    kind = "ClusterKopfPeering" if mode == "cluster" else "KopfPeering"
+    peerings = [(p["metadata"].get("namespace"), p["metadata"]["name"]) for p in find(objects, kind)]
+    namespaces = [None] if mode == "cluster" else ["team-a", "team-b"]
+    assert sorted(peerings, key=str) == sorted(
+        [(ns, f"coalmine-shard-{i}") for ns in namespaces for i in range(3)], key=str
+    )
+    # The metrics Service still reaches every shard's pods.
+    service = one(objects, "Service")
+    for deployment in deployments:
+        assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_shards_without_ha_are_single_unpeered_replicas(chart: helm.Chart) -> None:
+    objects = render(chart, {"sharding": {"shards": 2}, "ha": {"enabled": False}})
+    _check_valid(objects)
+    deployments = find(objects, "Deployment")
+    assert len(deployments) == 2
+    for deployment in deployments:
+        assert deployment["spec"]["replicas"] == 1
+        [operator] = deployment["spec"]["template"]["spec"]["containers"]
+        assert not [a for a in operator["args"] if a.startswith("--peering")]
+    assert find(objects, "ClusterKopfPeering") == [] and find(objects, "PodDisruptionBudget") == []
+
+
+@pytest.mark.parametrize("shards", [0, "3", 1.5])
+def test_values_schema_rejects_bad_shard_counts(chart: helm.Chart, shards: Any) -> None:
+    with pytest.raises(helm.HelmValuesError, match=re.escape("/sharding/shards")):
+        chart.validate_schema(chart.merge_values({"sharding": {"shards": shards}}))
+
+
+def test_webhook_signing_mounts_only_the_key_and_points_the_operator_at_it(chart: helm.Chart) -> None:
+    values = {
+        "webhookSigning": {"secretName": "coalmine-webhook-signing", "secretKey": "hmac"},
+        "sharding": {"shards": 2},
+    }
+    objects = render(chart, values)
+    deployments = find(objects, "Deployment")
+    assert len(deployments) == 2
+    for deployment in deployments:
+        pod = deployment["spec"]["template"]["spec"]
+        [operator] = pod["containers"]
+        [arg] = [a for a in operator["args"] if a.startswith("--hook-secret-file=")]
+        path = arg.split("=", 1)[1]
+        [mount] = [m for m in operator["volumeMounts"] if m["name"] == "webhook-signing"]
+        assert mount["readOnly"] is True and path == f"{mount['mountPath']}/hmac"
+        [volume] = [v for v in pod["volumes"] if v["name"] == "webhook-signing"]
+        assert volume["secret"]["secretName"] == "coalmine-webhook-signing"
+        assert volume["secret"]["items"] == [{"key": "hmac", "path": "hmac"}]
+        kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+    unsigned = container(render(chart, {}))
+    assert not [a for a in unsigned["args"] if a.startswith("--hook-secret-file")]
+    assert [m["name"] for m in unsigned["volumeMounts"]] == ["tmp"]

@@ -13,15 +13,17 @@ import pytest
 from http_recorder import Answer, Recorder, answers, closed_port_url, serve
 
 from controller.hooks import (
+    DELIVERY_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     EventInfo,
     HookPayload,
+    ReplayGuard,
     RetryPolicy,
     call_hook,
     hook_phase,
     run_hooks,
-    sign,
+    signature_headers,
     verify_signature,
 )
 from controller.rollout.spec import HookType, WebhookSpec
@@ -273,7 +275,7 @@ async def test_each_retry_is_signed_afresh(server: Recorder, client: httpx.Async
 
 def test_signature_rejects_a_tampered_body() -> None:
     body = b'{"name":"podinfo"}'
-    headers = {SIGNATURE_HEADER: sign(body, SECRET, 1_000), TIMESTAMP_HEADER: "1000"}
+    headers = signature_headers(body, SECRET, now=1_000, delivery="d-1")
     assert verify_signature(body, headers, SECRET, now=1_001)
     assert not verify_signature(b'{"name":"podinfo2"}', headers, SECRET, now=1_001)
     assert not verify_signature(body, headers, b"other secret", now=1_001)
@@ -281,7 +283,7 @@ def test_signature_rejects_a_tampered_body() -> None:
 
 def test_signature_rejects_a_stale_or_future_timestamp() -> None:
     body = b"{}"
-    headers = {SIGNATURE_HEADER: sign(body, SECRET, 1_000), TIMESTAMP_HEADER: "1000"}
+    headers = signature_headers(body, SECRET, now=1_000, delivery="d-1")
     assert verify_signature(body, headers, SECRET, tolerance_s=300, now=1_300)
     assert not verify_signature(body, headers, SECRET, tolerance_s=300, now=1_301)
     assert not verify_signature(body, headers, SECRET, tolerance_s=300, now=699)
@@ -289,8 +291,53 @@ def test_signature_rejects_a_stale_or_future_timestamp() -> None:
 
 def test_signature_rejects_a_replayed_signature_with_a_new_timestamp() -> None:
     body = b"{}"
-    headers = {SIGNATURE_HEADER: sign(body, SECRET, 1_000), TIMESTAMP_HEADER: "1290"}
+    headers = {**signature_headers(body, SECRET, now=1_000, delivery="d-1"), TIMESTAMP_HEADER: "1290"}
     assert not verify_signature(body, headers, SECRET, now=1_300)
+
+
+def test_a_replay_within_the_window_is_rejected_by_a_receiver_that_remembers_deliveries() -> None:
+    body = b'{"name":"podinfo"}'
+    headers = signature_headers(body, SECRET, now=1_000)
+    guard = ReplayGuard(tolerance_s=300)
+    assert verify_signature(body, headers, SECRET, now=1_001, replay_guard=guard)
+    assert not verify_signature(body, headers, SECRET, now=1_002, replay_guard=guard)  # the same request again
+    retry = signature_headers(body, SECRET, now=1_003)  # a retry is a new delivery: accepted
+    assert retry[DELIVERY_HEADER] != headers[DELIVERY_HEADER]
+    assert verify_signature(body, retry, SECRET, now=1_004, replay_guard=guard)
+
+
+def test_the_delivery_id_is_signed() -> None:
+    body = b"{}"
+    headers = signature_headers(body, SECRET, now=1_000, delivery="d-1")
+    assert not verify_signature(body, {**headers, DELIVERY_HEADER: "d-2"}, SECRET, now=1_001)
+    assert not verify_signature(body, {k: v for k, v in headers.items() if k != DELIVERY_HEADER}, SECRET, now=1_001)
+
+
+def test_a_forged_request_does_not_use_up_the_guard() -> None:
+    guard = ReplayGuard(tolerance_s=300, max_entries=1)
+    body = b"{}"
+    forged = {**signature_headers(body, b"not the secret", now=1_000, delivery="d-1")}
+    assert not verify_signature(body, forged, SECRET, now=1_000, replay_guard=guard)
+    assert verify_signature(
+        body, signature_headers(body, SECRET, now=1_000, delivery="d-1"), SECRET, now=1_000, replay_guard=guard
+    )
+
+
+def test_the_guard_forgets_after_the_window_and_fails_closed_when_full() -> None:
+    guard = ReplayGuard(tolerance_s=10, max_entries=2)
+    assert guard.first_time("a", 100) and guard.first_time("b", 101)
+    assert not guard.first_time("c", 102)  # full, every id still inside the window: refused, nothing forgotten
+    assert not guard.first_time("a", 105)
+    assert guard.first_time("c", 125)  # a and b are older than the window now (and would fail the timestamp)
+
+
+async def test_a_captured_hook_request_replayed_is_refused(server: Recorder, client: httpx.AsyncClient) -> None:
+    url = server.script("/gate", Answer(200))
+    await call_hook(hook(url), PAYLOAD, client=client, secret=SECRET, policy=FAST)
+    [request] = server.requests_to("/gate")
+    guard = ReplayGuard()
+    assert verify_signature(request.body, request.headers, SECRET, replay_guard=guard)
+    assert not verify_signature(request.body, request.headers, SECRET, replay_guard=guard)
 
 
 @pytest.mark.parametrize(

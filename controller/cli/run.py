@@ -25,6 +25,7 @@ from controller.operator.runtime import (
     limit_malloc_arenas,
     tune_garbage_collector,
 )
+from controller.operator.sharding import parse_shard
 from controller.rollout.provider_rules import Provider
 
 
@@ -47,6 +48,15 @@ def run_command(
             "match). Shards a cluster between operators.",
         ),
     ] = None,
+    shard: Annotated[
+        str,
+        typer.Option(
+            "--shard",
+            metavar="I/N",
+            help="Only Canaries/BlueGreens whose namespace/name hashes (SHA-256) to shard I of N (0-based): N "
+            "operators with --shard 0/N … N-1/N share a cluster, each with its own --peering name.",
+        ),
+    ] = "0/1",
     metrics_server: Annotated[
         str, typer.Option(help="Default Prometheus address (a Canary's spec.metricsServer overrides it).")
     ] = "http://prometheus.istio-system:9090",
@@ -83,6 +93,10 @@ def run_command(
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--selector") from error
     try:
+        shard_spec = parse_shard(shard)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--shard") from error
+    try:
         default_alert = ProviderConfig.from_flags(default_alert_url, type=default_alert_type)
     except ProviderConfigError as error:
         raise typer.BadParameter(str(error), param_hint="--default-alert-url") from error
@@ -96,6 +110,7 @@ def run_command(
         default_alert=default_alert,
         namespaces=tuple(namespace or ()),
         selector=labels,
+        shard=shard_spec,
         instance=os.environ.get("POD_ID", os.environ.get("HOSTNAME", "coalmine")),
     )
     limit_malloc_arenas()
@@ -109,7 +124,7 @@ def run_command(
     tune_garbage_collector()
     endpoint = ctx.metrics.serve(metrics_port) if metrics_port else None
     settings = kopf.OperatorSettings()
-    configure_settings(settings, peering=peering, priority=priority)
+    configure_settings(settings, peering=peering, priority=priority, finalizer=config.shard.finalizer)
     try:
         kopf.run(
             registry=build_registry(config),

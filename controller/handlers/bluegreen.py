@@ -6,7 +6,7 @@ touches nothing and says so in its status (the Canary wins because its objects w
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import kopf
@@ -24,7 +24,12 @@ def conflict(body: Mapping[str, Any], indexes: Mapping[str, Any]) -> Blocker | N
     return blocker("BlueGreen", body, indexes["BlueGreen"], {"Canary": indexes["Canary"]})
 
 
-def register(registry: kopf.OperatorRegistry, tick_seconds: float, labels: Mapping[str, Any] | None = None) -> None:
+def register(
+    registry: kopf.OperatorRegistry,
+    tick_seconds: float,
+    labels: Mapping[str, Any] | None = None,
+    when: Callable[..., bool] | None = None,
+) -> None:
     register_kind(
         registry,
         plural=PLURAL,
@@ -33,4 +38,5 @@ def register(registry: kopf.OperatorRegistry, tick_seconds: float, labels: Mappi
         tick_seconds=tick_seconds,
         resource=BLUEGREENS,
         labels=labels,
+        when=when,
     )

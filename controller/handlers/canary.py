@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import kopf
@@ -20,7 +20,12 @@ def conflict(body: Mapping[str, Any], indexes: Mapping[str, Any]) -> Blocker | N
     return blocker("Canary", body, indexes["Canary"])
 
 
-def register(registry: kopf.OperatorRegistry, tick_seconds: float, labels: Mapping[str, Any] | None = None) -> None:
+def register(
+    registry: kopf.OperatorRegistry,
+    tick_seconds: float,
+    labels: Mapping[str, Any] | None = None,
+    when: Callable[..., bool] | None = None,
+) -> None:
     register_kind(
         registry,
         plural=PLURAL,
@@ -29,4 +34,5 @@ def register(registry: kopf.OperatorRegistry, tick_seconds: float, labels: Mappi
         tick_seconds=tick_seconds,
         resource=CANARIES,
         labels=labels,
+        when=when,
     )

@@ -25,13 +25,22 @@ from typing import Any
 import kopf
 
 from controller.kube.api import BLUEGREENS, CANARIES, Resource
-from controller.kube.errors import ApiNotFound, KubeError
+from controller.kube.errors import ApiConflict, ApiNotFound, KubeError
 from controller.operator.context import OperatorContext, selector_string
 from controller.operator.owners import confirm_owner, seed
 from controller.operator.reconcile import TickResult, reconcile
 from controller.operator.schedule import first_slot, latest_slot, tick_phase
+from controller.operator.sharding import Shard, stale_finalizers
 from controller.operator.specs import forget_spec
-from controller.operator.writes import current_view, forget_writes, remember_write, status_patch
+from controller.operator.writes import (
+    current_view,
+    forget_writes,
+    optimistic_patch,
+    remember_read,
+    remember_write,
+    same_decision_inputs,
+    status_patch,
+)
 from controller.rollout.kinds import Strategy
 from controller.rollout.ownership import Blocker
 
@@ -52,6 +61,27 @@ def label_filter(selector: Sequence[tuple[str, str | None]]) -> dict[str, Any] |
     return {key: kopf.PRESENT if value is None else value for key, value in selector}
 
 
+def shard_filter(shard: Shard) -> Callable[..., bool] | None:
+    """kopf's ``when=`` filter for ``OperatorConfig.shard`` (None with one shard: no filter, nothing to call).
+
+    kopf checks it on each watch event before it spawns a daemon or adds a finalizer, so another shard's object never
+    gets a tick, a finalizer or an entry in the target index here. It only looks at the name, which never changes,
+    so a daemon once started is never stopped by it.
+    """
+    if shard.everything:
+        return None
+
+    def in_shard(*, namespace: str | None, name: str | None, **_: Any) -> bool:
+        return shard.owns(namespace, name)
+
+    return in_shard
+
+
+def _owned_by(shard: Shard, body: Mapping[str, Any]) -> bool:
+    meta = body.get("metadata") or {}
+    return shard.owns(meta.get("namespace"), meta.get("name"))
+
+
 def write_status(patch: kopf.Patch, result: TickResult, current: Mapping[str, Any] | None = None) -> None:
     """Put the tick's status into kopf's patch; pass ``current`` (the stored ``.status``) to replace maps exactly."""
     if result.status_patch is not None:
@@ -69,18 +99,20 @@ def register_kind(
     tick_seconds: float,
     resource: Resource,
     labels: Mapping[str, Any] | None = None,
+    when: Callable[..., bool] | None = None,
 ) -> None:
-    """Register the startup, tick and deletion handlers of one kind (``labels``: ``coalmine run --selector``)."""
+    """Register the startup, tick and deletion handlers of one kind (``labels``: ``coalmine run --selector``;
+    ``when``: :func:`shard_filter` for ``--shard``)."""
     kind = strategy.kind
 
     async def seed_index(memo: kopf.Memo, **_: Any) -> None:
         """Know every object's target before any tick acts (see controller.operator.owners)."""
         ctx: OperatorContext = memo["ctx"]
         config = ctx.config
+        keep = None if config.shard.everything else partial(_owned_by, config.shard)
+        selector = selector_string(config.selector)
         try:
-            await ctx.blocking(
-                seed, ctx.api, resource, config.namespaces, selector_string(config.selector), ctx.target_indexes[kind]
-            )
+            await ctx.blocking(seed, ctx.api, resource, config.namespaces, selector, ctx.target_indexes[kind], keep)
         except KubeError as error:
             raise kopf.TemporaryError(f"listing {plural} failed: {error}", delay=1.0) from error
 
@@ -101,19 +133,9 @@ def register_kind(
     async def one_tick(ctx: OperatorContext, body: kopf.Body, now: float) -> None:
         view = current_view(ctx, body)
         started = time.monotonic()
-        stored = dict(view.get("status") or {})
-
-        def write(patch: Mapping[str, Any]) -> None:
-            changes = status_patch(stored, patch)
-            if changes:
-                _write_status(ctx, resource, body, view, changes)
-
         problem = await owner_problem(ctx, view)
-        result = await reconcile(ctx, view, now, conflict=problem, strategy=strategy, write=write)
-        if result.status_patch is not None and not result.written:
-            await ctx.blocking(write, result.status_patch)
+        status = await tick_and_write(ctx, resource, strategy, body, view, now, conflict=problem)
         meta = view.get("metadata") or {}
-        status = {**stored, **(result.status_patch or {})}
         workload = (view.get("spec") or {}).get("targetRef", {}).get("name")
         ctx.metrics.observe_status(kind, meta["name"], meta["namespace"], status, workload=workload)
         ctx.metrics.observe_tick(time.monotonic() - started)
@@ -168,6 +190,7 @@ def register_kind(
         id=f"{kind.lower()}_tick",
         cancellation_timeout=1.0,  # after the settings' instant_exit_timeout: a tick half-way may finish first
         labels=labels,
+        when=when,
         registry=registry,
     )(ticks)
 
@@ -182,13 +205,53 @@ def register_kind(
         if not result.released:
             raise kopf.TemporaryError(f"restoring the target before the {kind} goes", delay=ctx.config.tick_seconds)
         meta = body.get("metadata") or {}
+        if stale_finalizers(list(meta.get("finalizers") or ()), ctx.config.shard.finalizer) != list(
+            meta.get("finalizers") or ()
+        ):  # other shard layouts' names: nobody else would ever take them off (applied like kopf's own removal)
+            patch.fns.append(partial(_drop_stale_finalizers, own=ctx.config.shard.finalizer))
         ctx.tick_locks.pop(uid, None)
         ctx.target_indexes[kind].drop(uid)
         forget_writes(ctx, uid)
         forget_spec(ctx, strategy, body)
         ctx.metrics.forget(kind, meta["name"], meta["namespace"])
 
-    kopf.on.delete(GROUP, VERSION, plural, id=f"{kind.lower()}_deleted", labels=labels, registry=registry)(deleted)
+    kopf.on.delete(GROUP, VERSION, plural, id=f"{kind.lower()}_deleted", labels=labels, when=when, registry=registry)(
+        deleted
+    )
+
+
+def _drop_stale_finalizers(body: dict[str, Any], *, own: str) -> None:
+    meta = body.get("metadata") or {}
+    if "finalizers" in meta:
+        meta["finalizers"] = stale_finalizers(list(meta["finalizers"]), own)
+
+
+async def tick_and_write(
+    ctx: OperatorContext,
+    resource: Resource,
+    strategy: Strategy[Any],
+    body: Mapping[str, Any],
+    view: Mapping[str, Any],
+    now: float,
+    *,
+    conflict: str | None = None,
+) -> dict[str, Any]:
+    """One tick of the daemon decided from ``view`` (:func:`current_view` of kopf's ``body``), its status written;
+    the status now believed stored."""
+    stored = dict(view.get("status") or {})
+
+    def write(patch: Mapping[str, Any]) -> None:
+        changes = status_patch(stored, patch)
+        if changes:
+            _write_status(ctx, resource, body, view, changes)
+
+    def current() -> bool:
+        return still_current(ctx, resource, body, view)
+
+    result = await reconcile(ctx, view, now, conflict=conflict, strategy=strategy, write=write, current=current)
+    if result.status_patch is not None and not result.written:
+        await ctx.blocking(write, result.status_patch)
+    return {**stored, **(result.status_patch or {})}
 
 
 async def _until_stopped(stopped: kopf.DaemonStopped) -> None:
@@ -233,10 +296,71 @@ def _write_status(
     meta = view.get("metadata") or {}
     namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
     try:
-        answer = ctx.api.patch(resource, namespace, name, {"status": dict(changes)}, subresource="status")
+        answer = ctx.api.patch(resource, namespace, name, optimistic_patch(view, changes), subresource="status")
     except ApiNotFound:
         return  # deleted meanwhile: kopf stops this daemon
+    except ApiConflict:
+        stored = _fetch(ctx, resource, view)
+        if stored is None or not same_decision_inputs(view, stored):
+            log.info("%s/%s: the object changed since this tick read it; the next tick decides again", namespace, name)
+            _remember_stored(ctx, body, stored)
+            return
+        try:  # only metadata moved on (kopf's finalizer, a label): the decision stands, written at the new version
+            answer = ctx.api.patch(resource, namespace, name, optimistic_patch(stored, changes), subresource="status")
+        except KubeError as error:
+            log.info("%s/%s: writing the status failed, the next tick decides again: %s", namespace, name, error)
+            _remember_stored(ctx, body, _fetch(ctx, resource, view))
+            return
     except KubeError as error:
         log.warning("%s/%s: writing the status failed, the next tick decides again: %s", namespace, name, error)
         return
     remember_write(ctx, body, answer)
+
+
+def still_current(ctx: OperatorContext, resource: Resource, body: Mapping[str, Any], view: Mapping[str, Any]) -> bool:
+    """Whether the object still has the ``resourceVersion`` the tick decides from (blocking-style).
+
+    Checked before a tick's first effect that precedes its status write (router and Deployment writes, recording and
+    delivering the outbox's announcements): a status write refused with 409 cannot undo traffic already moved. The
+    check is a status merge patch carrying only that version: a no-op for the server (no new version, no watch
+    event) that answers 409 when the object moved on, and needs no permission beyond the status patch the operator
+    already has. Not confirmed (409 or any error): the tick does nothing and the object is re-read.
+    """
+    meta = view.get("metadata") or {}
+    version = str(meta.get("resourceVersion") or "")
+    if not version:
+        return True
+    namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
+    try:
+        ctx.api.patch(resource, namespace, name, {"metadata": {"resourceVersion": version}}, subresource="status")
+    except ApiConflict:
+        stored = _fetch(ctx, resource, view)
+        if stored is not None and same_decision_inputs(view, stored):
+            return True  # only metadata moved on: the decision stands (the status write retries at the new version)
+        log.info("%s/%s: decided from an old copy (%s); not acting, re-reading", namespace, name, version)
+        _remember_stored(ctx, body, stored)
+        return False
+    except KubeError as error:
+        log.warning("%s/%s: cannot confirm the copy is current, not acting: %s", namespace, name, error)
+        return False
+    return True
+
+
+def _fetch(ctx: OperatorContext, resource: Resource, view: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The object as stored, by an empty status merge patch: a no-op that answers the stored object (the operator's
+    RBAC has no ``get`` on its own kinds). None when the API cannot say."""
+    meta = view.get("metadata") or {}
+    try:
+        return ctx.api.patch(
+            resource, str(meta.get("namespace", "")), str(meta.get("name", "")), {}, subresource="status"
+        )
+    except KubeError:
+        return None
+
+
+def _remember_stored(ctx: OperatorContext, body: Mapping[str, Any], stored: Mapping[str, Any] | None) -> None:
+    """Let the next tick decide from ``stored`` (:func:`remember_read`), or from kopf's copy when it is unknown."""
+    if stored is None:
+        forget_writes(ctx, str((body.get("metadata") or {}).get("uid", "")))
+        return
+    remember_read(ctx, body, stored)

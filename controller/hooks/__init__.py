@@ -8,8 +8,10 @@ from controller.hooks.payload import EventInfo, HookPayload, hook_phase, payload
 from controller.hooks.retry import DEFAULT_RETRY, RetryPolicy, is_retryable_status
 from controller.hooks.runner import MAX_SUCCESS_STATUS, HookResult, call_hook, combine, run_hooks
 from controller.hooks.signing import (
+    DELIVERY_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
+    ReplayGuard,
     sign,
     signature_headers,
     verify_signature,
@@ -17,12 +19,14 @@ from controller.hooks.signing import (
 
 __all__ = [
     "DEFAULT_RETRY",
+    "DELIVERY_HEADER",
     "MAX_SUCCESS_STATUS",
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
     "EventInfo",
     "HookPayload",
     "HookResult",
+    "ReplayGuard",
     "RetryPolicy",
     "call_hook",
     "combine",

@@ -431,9 +431,20 @@ class KubeClient:
         """Set a Deployment's ``spec.replicas`` (a merge patch: only that field is owned by this write)."""
         return self.patch(DEPLOYMENTS, namespace, name, {"spec": {"replicas": int(replicas)}})
 
-    def patch_status(self, resource: Resource, namespace: str, name: str, status: Mapping[str, Any]) -> Object:
-        """Merge-patch the ``status`` subresource (a CR's spec is never touched by this)."""
-        return self.patch(resource, namespace, name, {"status": dict(status)}, subresource="status")
+    def patch_status(
+        self,
+        resource: Resource,
+        namespace: str,
+        name: str,
+        status: Mapping[str, Any],
+        resource_version: str | None = None,
+    ) -> Object:
+        """Merge-patch the ``status`` subresource (a CR's spec is never touched by this). With ``resource_version``
+        the server applies it only at that version and raises :class:`ApiConflict` (409) otherwise."""
+        body: dict[str, Any] = {"status": dict(status)}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+        return self.patch(resource, namespace, name, body, subresource="status")
 
     def emit_event(
         self,

@@ -22,6 +22,7 @@ from controller.metrics import OperatorMetrics
 from controller.notify.config import ProviderConfig as AlertConfig
 from controller.notify.delivery import ClientPool, DeliveryStats
 from controller.operator.owners import TargetIndex
+from controller.operator.sharding import EVERYTHING, Shard
 
 if TYPE_CHECKING:
     from controller.operator.writes import WrittenStatus
@@ -55,6 +56,9 @@ class OperatorConfig:
     """The router of Canaries/BlueGreens without ``spec.provider`` (Flagger's ``-mesh-provider``)."""
     selector: tuple[tuple[str, str | None], ...] = ()
     """Only Canaries/BlueGreens with these labels (value None: the label is present, any value), for sharding."""
+    shard: Shard = EVERYTHING
+    """Only Canaries/BlueGreens whose ``namespace/name`` hashes to this shard (``coalmine run --shard I/N``; see
+    :mod:`controller.operator.sharding`); the default is every object."""
 
 
 def selector_string(selector: Sequence[tuple[str, str | None]]) -> str | None:

@@ -15,7 +15,7 @@ its status that was a tenth of the operator's CPU at a thousand Canaries. Instea
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from controller.kube.api import KubeApi, Resource
@@ -73,12 +73,21 @@ class TargetIndex(Mapping[TargetKey, list[Entry]]):
         return len(self._by_key)
 
 
-def seed(api: KubeApi, resource: Resource, namespaces: Sequence[str], selector: str | None, index: TargetIndex) -> int:
-    """Note every ``resource`` object in ``namespaces`` (empty: all) carrying ``selector``; how many there were.
-    Blocking-style: run it with ``ctx.blocking``."""
+def seed(
+    api: KubeApi,
+    resource: Resource,
+    namespaces: Sequence[str],
+    selector: str | None,
+    index: TargetIndex,
+    keep: Callable[[Mapping[str, Any]], bool] | None = None,
+) -> int:
+    """Note every ``resource`` object in ``namespaces`` (empty: all) carrying ``selector`` (and, if given, that
+    ``keep`` accepts: this process's shard); how many there were. Blocking-style: run it with ``ctx.blocking``."""
     found = 0
     for namespace in namespaces or ("",):
         for item in api.list(resource, namespace, selector):
+            if keep is not None and not keep(item):
+                continue
             index.note(item)
             found += 1
     return found

@@ -15,7 +15,6 @@ announces them (:mod:`controller.operator.outbox`), so nothing is told about a t
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -30,6 +29,7 @@ from controller.operator.act import act
 from controller.operator.announce import notifications_to_send, record_events, tick_origin
 from controller.operator.context import OperatorContext
 from controller.operator.gather import Gathered, gather
+from controller.operator.hookrun import Aborted, hook_budget, run_bounded
 from controller.operator.looks import build_look
 from controller.operator.outbox import entries_to_flush, flush_now, forget, record_entries, start_flush
 from controller.operator.specs import parse_cached
@@ -69,6 +69,7 @@ class _Read:
 
     gathered: Gathered
     verdict: Verdict | None
+    stale: bool = False
 
 
 async def reconcile(
@@ -79,6 +80,7 @@ async def reconcile(
     conflict: str | None = None,
     strategy: Strategy[Any] = CANARY,
     write: StatusWriter | None = None,
+    current: Callable[[], bool] | None = None,
 ) -> TickResult:
     """Run one tick (see module doc) of a Canary, or of another kind given its ``strategy`` (a BlueGreen).
     ``conflict`` names another rollout already managing the same target.
@@ -86,6 +88,10 @@ async def reconcile(
     The blocking work runs in two ``ctx.blocking`` calls: one reads (the cluster, the outbox's Events, the look's
     queries), one acts. With ``write``, the status is written by that second call right after the actions succeed
     (``written`` in the result) when no announcement is still being delivered; otherwise the caller writes it.
+
+    ``current`` (blocking-style) says whether the object still has the version ``canary`` was read at; it is asked
+    before the tick's first effect that precedes its status write (recording and delivering the outbox, acting),
+    and when it says no the tick does nothing at all (:func:`controller.handlers.common.still_current`).
     """
     meta = canary.get("metadata") or {}
     raw_status = canary.get("status") or {}
@@ -96,7 +102,7 @@ async def reconcile(
         typed = parse_cached(ctx, strategy, canary)
     except InvalidSpecError as error:
         message = conflict or "invalid spec: " + "; ".join(f"{p.path}: {p.message}" for p in error.problems)
-        return await _refuse(ctx, canary, raw_status, message, generation, now)
+        return await _refuse(ctx, canary, raw_status, message, generation, now, current)
 
     spec = strategy.view(typed)
     status = CanaryStatus.from_dict(raw_status)
@@ -106,13 +112,18 @@ async def reconcile(
     pending = entries_to_flush(ctx, canary, raw_status)
     window = probes.window if probes.metrics else None
     try:
-        read = await ctx.blocking(_read, ctx, router, canary, spec, policy, status, window, pending.fresh)
+        read = await ctx.blocking(_read, ctx, router, canary, spec, policy, status, window, pending.fresh, current)
     except KubeError as error:
         log.warning("%s/%s: cannot read the cluster: %s", meta.get("namespace"), meta.get("name"), error)
         return TickResult(None)
+    if read.stale:
+        return TickResult(None)  # decided from an old copy: nothing announced, nothing done, nothing written
     target = read.gathered.target
     flush = await start_flush(ctx, canary, spec, raw_status, target, pending)
-    hooks = await _hooks(ctx, canary, spec, status, probes.hooks)
+    try:
+        hooks = await _hooks(ctx, canary, spec, status, probes.hooks, now)
+    except Aborted:
+        return TickResult(flush.outbox_patch(await flush.settle(ctx)))  # decide next tick, with the abort first
     observations = replace(read.gathered.observations, verdict=read.verdict, hooks=hooks)
     decision = strategy.step(typed, status, observations, now)
     sent = ((raw_status.get(NOTIFICATIONS_KEY) or {}).get("sentKeys")) or ()
@@ -135,7 +146,9 @@ async def reconcile(
     kept = await flush.settle(ctx) if early else ()
     known = flush.known(ctx) if early else set()
 
-    def act_then_write() -> tuple[bool, dict[str, Any] | None]:
+    def act_then_write() -> tuple[bool, dict[str, Any] | None] | None:
+        if decision.actions and current is not None and not current():
+            return None  # decided from an old copy: acting could move traffic back to an older step
         released = act(ctx.api, router, canary, spec, target, decision.actions)
         if not early or released or write is None:
             return released, None
@@ -144,12 +157,15 @@ async def reconcile(
         return released, patch
 
     try:
-        released, written = await ctx.blocking(act_then_write)
+        acted = await ctx.blocking(act_then_write)
     except KubeError as error:
         log.warning("%s/%s: acting failed, will retry: %s", meta.get("namespace"), meta.get("name"), error)
         failure = Event(EventType.WARNING, Reason.RECONCILE_FAILED, f"Could not apply the decision, retrying: {error}")
         await ctx.blocking(record_events, ctx, canary, (failure,))
         return TickResult(flush.outbox_patch(await flush.settle(ctx)))  # the decision is not written, the flush is
+    if acted is None:
+        return TickResult(None)
+    released, written = acted
     if written is not None:
         return TickResult(written, written=True)
     kept = await flush.settle(ctx)
@@ -171,12 +187,15 @@ def _read(
     status: CanaryStatus,
     window: tuple[float, float] | None,
     fresh: Sequence[OutboxEntry],
+    current: Callable[[], bool] | None = None,
 ) -> _Read:
     """Gather the observations, record the outbox's Events, then run the look's queries and the judge (when a look
     is due). The judge is pure CPU; the first classic Mann-Whitney comparison in the process imports scipy.stats,
     which holds the event loop once for about a second."""
     gathered = gather(ctx.api, router, canary, spec)
     if fresh:
+        if current is not None and not current():
+            return _Read(gathered, None, stale=True)  # its outbox may be announced already: not again
         record_entries(ctx, canary, fresh)
     if window is None:
         return _Read(gathered, None)
@@ -206,6 +225,7 @@ async def _refuse(
     message: str,
     generation: int,
     now: float,
+    current: Callable[[], bool] | None = None,
 ) -> TickResult:
     """An invalid Canary touches nothing: a condition and (once per distinct problem) a Warning Event.
 
@@ -216,6 +236,8 @@ async def _refuse(
         forget(ctx, str(meta.get("uid", "")))
         return TickResult(None, released=True)
     if not is_reported(raw_status, message):
+        if current is not None and not await ctx.blocking(current):
+            return TickResult(None)  # an old copy: its report may be recorded already
         event = Event(EventType.WARNING, Reason.INVALID_SPEC, message)
         await ctx.blocking(record_events, ctx, canary, (event,))
     return TickResult(invalid_status_patch(raw_status, message, generation, now))
@@ -227,10 +249,9 @@ async def _hooks(
     spec: CanarySpec,
     status: CanaryStatus,
     types: tuple[HookType, ...],
+    now: float,
 ) -> dict[HookType, HookOutcome]:
-    """Run the due hook types concurrently (each bounded by its hooks' timeouts)."""
-    if not types:
-        return {}
+    """Run the due hook types concurrently, never past an abort or the progress deadline (:mod:`.hookrun`)."""
     meta = canary.get("metadata") or {}
 
     async def one(hook_type: HookType) -> HookOutcome:
@@ -244,5 +265,5 @@ async def _hooks(
             spec.analysis.hooks_of(hook_type), payload, client=ctx.http, secret=ctx.config.hook_secret
         )
 
-    outcomes = await asyncio.gather(*(one(hook_type) for hook_type in types))
-    return dict(zip(types, outcomes, strict=True))
+    budget = hook_budget(spec, status, now, types)
+    return await run_bounded(ctx, canary, status, types, budget, one)

@@ -25,8 +25,8 @@ from controller.kube.cached import CachedKubeApi
 from controller.kube.client import KubeClient
 from controller.logredact import install as install_redaction
 from controller.operator.context import OperatorConfig, OperatorContext
+from controller.operator.sharding import FINALIZER
 
-FINALIZER = "coalmine.dev/finalizer"
 SHUTDOWN_GRACE_S = 15.0
 
 
@@ -112,7 +112,11 @@ def tune_garbage_collector() -> None:
 
 
 def configure_settings(
-    settings: kopf.OperatorSettings, *, peering: str | None = None, priority: int | None = None
+    settings: kopf.OperatorSettings,
+    *,
+    peering: str | None = None,
+    priority: int | None = None,
+    finalizer: str = FINALIZER,
 ) -> None:
     """Coalmine's kopf settings: our finalizer name, kopf's bookkeeping in annotations (status stays ours),
     only warnings posted as Events (ours are written by the operator), and peering for HA.
@@ -120,7 +124,7 @@ def configure_settings(
     kopf peering pauses every replica that sees a live peer of higher *or equal* priority, so each replica needs a
     distinct priority: without ``--priority`` a random one is drawn, so exactly one replica (the highest) is active.
     """
-    settings.persistence.finalizer = FINALIZER
+    settings.persistence.finalizer = finalizer  # one per shard: Shard.finalizer
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="coalmine.dev")
     settings.persistence.diffbase_storage = NoChangeTracking()
     settings.posting.level = logging.WARNING
@@ -156,8 +160,9 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         asyncio.get_running_loop().set_default_executor(pool)
 
     labels = common.label_filter(config.selector)
-    canary.register(registry, config.tick_seconds, labels)
-    bluegreen.register(registry, config.tick_seconds, labels)
+    when = common.shard_filter(config.shard)
+    canary.register(registry, config.tick_seconds, labels, when)
+    bluegreen.register(registry, config.tick_seconds, labels, when)
 
     @kopf.on.cleanup(registry=registry)
     async def close_context(memo: kopf.Memo, **_: Any) -> None:

@@ -1,5 +1,9 @@
 """How a tick's status reaches the API: an exact merge patch, and skipping ticks that would decide from a stale copy.
 
+Every status write carries the ``resourceVersion`` it was decided from (``optimistic_patch``): a writer deciding from
+an old copy gets 409 and the next tick decides again from the stored object (``remember_read``), unless only
+metadata moved on (``same_decision_inputs``: kopf's finalizer, a label), when the write is retried at the new version.
+
 Pure helpers (``status_patch``) and the small per-process bookkeeping of writes not yet seen back through the watch
 (``remember_write``, ``current_view``), shared by every kind's handlers.
 """
@@ -104,3 +108,41 @@ def _older(version: str, written: WrittenStatus) -> bool:
     if version.isdigit() and written.version.isdigit():
         return int(version) < int(written.version)
     return False
+
+
+def optimistic_patch(view: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The status merge patch, carrying the ``resourceVersion`` the tick decided from (optimistic concurrency).
+
+    The API server applies it only while the object still has that version, and answers 409 otherwise: a writer
+    deciding from an old copy (a second replica, a tick behind the watch) can then never replace a newer status.
+    A copy without a version (a test's in-memory object) gives a plain patch.
+    """
+    version = str((view.get("metadata") or {}).get("resourceVersion") or "")
+    patch: dict[str, Any] = {"status": dict(changes)}
+    return {"metadata": {"resourceVersion": version}, **patch} if version else patch
+
+
+def remember_read(ctx: OperatorContext, body: Mapping[str, Any], stored: Mapping[str, Any]) -> None:
+    """After a refused write (409): forget this process's own last write and decide the next tick from ``stored``
+    (the object as the API server holds it) while kopf's copy is older, exactly as from a write's answer.
+
+    Only when the spec is the same (same ``generation``): a newer spec's status must not be decided under kopf's
+    older spec, so then the next tick waits for the watch instead (and is refused again until it catches up).
+    """
+    uid = str((body.get("metadata") or {}).get("uid", ""))
+    forget_writes(ctx, uid)
+    if (body.get("metadata") or {}).get("generation") == (stored.get("metadata") or {}).get("generation"):
+        remember_write(ctx, body, stored)
+
+
+def same_decision_inputs(view: Mapping[str, Any], stored: Mapping[str, Any]) -> bool:
+    """Whether a tick decided from ``view`` decided from what ``stored`` holds, though its resourceVersion moved on:
+    same spec (``generation``), same status, neither being deleted nor only one. Then only metadata changed — kopf
+    adding its finalizer or annotations, a label edit — and the decision is still right, so a 409 is retried with
+    the stored version instead of throwing the tick away (and, for an invalid spec, reporting it twice)."""
+    view_meta, stored_meta = view.get("metadata") or {}, stored.get("metadata") or {}
+    return (
+        view_meta.get("generation") == stored_meta.get("generation")
+        and bool(view_meta.get("deletionTimestamp")) == bool(stored_meta.get("deletionTimestamp"))
+        and (view.get("status") or {}) == (stored.get("status") or {})
+    )

@@ -308,7 +308,7 @@ class CoalmineEmulator(kmock.KubernetesEmulator):
             del self._requests[: -self.request_log_limit]
         resource = request.resource
         path = request.url.path
-        if path == "/version" or path.startswith("/openapi/"):
+        if path in ("/version", "/version/") or path.startswith("/openapi/"):  # the official client asks /version/
             return self._serve_meta(request, path)
         if resource is None or resource.plural is None:  # discovery & non-API paths: kmock's scaffold
             return await apps.RawHandler._handle(self, request)
@@ -430,7 +430,7 @@ class CoalmineEmulator(kmock.KubernetesEmulator):
 
     def _serve_meta(self, request: rendering.Request, path: str) -> aiohttp.web.StreamResponse:
         """``/version`` and the OpenAPI documents (:mod:`.openapi`); 406 for v2 unless JSON is acceptable."""
-        if path == "/version":
+        if path in ("/version", "/version/"):
             return aiohttp.web.json_response(_SERVER_VERSION)
         self._documents.refresh(self._specs.values())
         return self._documents.respond(path, request.params.get("hash"), request.headers.get("Accept", ""))

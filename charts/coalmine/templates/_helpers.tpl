@@ -63,3 +63,45 @@ misconfigured release never installs an operator that watches nothing.
 {{- .Values.replicaCount -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+Sharding (sharding.shards, `coalmine run --shard I/N`). The shard helpers take a context with `.shard` and `.shards`
+(deployment.yaml builds it); with one shard they give exactly the names and labels of an unsharded release.
+*/}}
+{{- define "coalmine.shards" -}}
+{{- $shards := 1 -}}
+{{- with .Values.sharding }}{{ $shards = int (default 1 .shards) }}{{ end -}}
+{{- $shards -}}
+{{- end -}}
+
+{{/* `<fullname>-shard-I`, or the fullname with one shard. */}}
+{{- define "coalmine.shardName" -}}
+{{- if gt (int .shards) 1 -}}
+{{- printf "%s-shard-%d" (include "coalmine.fullname" .) (int .shard) -}}
+{{- else -}}
+{{- include "coalmine.fullname" . -}}
+{{- end -}}
+{{- end -}}
+
+{{/* kopf's peering name: `<peeringName>-shard-I`, so each shard is its own HA pair with one active replica. */}}
+{{- define "coalmine.peeringName" -}}
+{{- if gt (int .shards) 1 -}}
+{{- printf "%s-shard-%d" .Values.ha.peeringName (int .shard) -}}
+{{- else -}}
+{{- .Values.ha.peeringName -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The label that tells one shard's pods from another's (nothing with one shard). */}}
+{{- define "coalmine.shardLabel" -}}
+{{- if gt (int .shards) 1 -}}
+coalmine.dev/shard: {{ .shard | quote }}
+{{- end -}}
+{{- end -}}
+
+{{- define "coalmine.shardSelectorLabels" -}}
+{{ include "coalmine.selectorLabels" . }}
+{{- with include "coalmine.shardLabel" . }}
+{{ . }}
+{{- end -}}
+{{- end -}}
