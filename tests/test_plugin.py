@@ -229,6 +229,14 @@ def test_get_json_and_yaml_carry_the_same_rows(emu: ThreadedEmulator) -> None:
     )
 
 
+def test_get_name_shows_paused_when_a_user_paused_it(emu: ThreadedEmulator) -> None:
+    add_rollout(emu, phase="Progressing", canaryWeight=40, stepIndex=2, pausedByUser=True)
+    result = invoke("get", "podinfo")
+    assert result.exit_code == 0, result.output
+    [phase_line] = [line for line in result.output.splitlines() if line.lstrip().startswith("Phase")]
+    assert "Progressing" in phase_line and "Paused" in phase_line
+
+
 def test_get_says_so_when_there_is_nothing(emu: ThreadedEmulator) -> None:
     result = invoke("get")
     assert result.exit_code == 0
@@ -254,7 +262,7 @@ def test_get_name_shows_progress_evidence_conditions_and_events(emu: ThreadedEmu
     out = result.output
     assert "default/podinfo (Canary" in out
     assert "40% canary / 60% primary" in out
-    assert "1 failed of 3 allowed" in out
+    assert "1 failed (rolls back at 3)" in out  # threshold 3: the third failed check rolls back
     assert "2/5" in out and "✔ weight 20%" in out and "▶ weight 40%" in out and "· weight 100%" in out
     assert "canary 5xx 1.1× primary (95% CI 0.4–2.9), p = 0.71" in out
     assert "310/2,900" in out

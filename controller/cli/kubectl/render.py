@@ -161,12 +161,14 @@ def _facts(summary: RolloutSummary, now: float) -> Table:
     table.add_column(style="bold", no_wrap=True)
     table.add_column()
     table.add_row("Name", f"{summary.namespace}/{summary.name} ({summary.kind}, age {summary.age(now)})")
-    table.add_row("Phase", phase_text(summary.phase))
+    phase = phase_text(summary.phase)
+    table.add_row("Phase", Text.assemble(phase, (" · Paused", "yellow")) if summary.paused_by_user else phase)
     if summary.hold:
         table.add_row("Holding", summary.hold + (" (paused by a user)" if summary.paused_by_user else ""))
     table.add_row("Message", summary.message or "-")
     table.add_row("Weight", f"{summary.weight}% canary / {100 - summary.weight}% primary")
-    threshold = f" of {summary.threshold} allowed" if summary.threshold is not None else ""
+    # The engine rolls back when the failed checks reach the threshold: "of 3 allowed" overstated it by one.
+    threshold = f" (rolls back at {summary.threshold})" if summary.threshold is not None else ""
     table.add_row("Checks", f"{summary.failed_checks} failed{threshold}, {summary.no_data_checks} without data")
     return table
 
