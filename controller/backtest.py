@@ -1,7 +1,7 @@
 """``coalmine judge``'s look source: a past window of a real Prometheus, read exactly as the operator reads it live.
 
 The engine and judge run over a simulated clock (:func:`controller.simulation.drive`); each due look is read with
-:func:`analysis.providers.looks.collect_look` at the look's end time, over the window the engine asked for. The
+:func:`controller.providers.looks.collect_look` at the look's end time, over the window the engine asked for. The
 canary weights in a replay are the engine's hypothetical ones: the recorded traffic is what really happened, so the
 backtest says what Coalmine *would have decided* on that data, and when.
 """
@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from analysis.providers import MetricProvider
-from analysis.providers.looks import LookRequest, ThresholdQuery, collect_look
-from analysis.providers.queries import (
+from analysis.samples import Look
+from controller.providers import MetricProvider
+from controller.providers.looks import LookRequest, ThresholdQuery, collect_look
+from controller.providers.queries import (
     BuiltinMetric,
     BuiltinName,
     TemplateModel,
@@ -24,8 +25,7 @@ from analysis.providers.queries import (
     prom_duration,
     render_template,
 )
-from analysis.providers.querysets import QuerySetName
-from analysis.samples import Look
+from controller.providers.querysets import QuerySetName
 from controller.rollout.durations import DurationError, parse_duration
 from controller.rollout.judging import policy_from_spec
 from controller.rollout.spec import CanarySpec, MetricSpec, metrics_query_set

@@ -336,7 +336,7 @@ _WORKLOAD = re.compile(r'destination_workload=~"((?:[^"\\]|\\.)*)"')
 
 
 def classify(query: str) -> tuple[str, QueryKind]:
-    """Which target and which signal a query Coalmine sends is about (see ``analysis.providers.queries``)."""
+    """Which target and which signal a query Coalmine sends is about (see ``controller.providers.queries``)."""
     match = _WORKLOAD.search(query)
     if match is None:
         raise ValueError(f"not a Coalmine query: {query}")

@@ -1,4 +1,4 @@
-"""Blocking-style code run cooperatively on the event loop (analysis.providers.cooperative), and the HTTP clients
+"""Blocking-style code run cooperatively on the event loop (controller.providers.cooperative), and the HTTP clients
 over it: waits go to the loop (other work runs meanwhile), results, errors, timeouts and cancellation arrive as a
 thread would see them, and HTTPS keeps its settings."""
 
@@ -20,7 +20,10 @@ from urllib3 import Timeout
 from urllib3 import exceptions as u3
 from urllib3.util.retry import Retry
 
-from analysis.providers.cooperative import (
+from controller.kube.api import DEPLOYMENTS
+from controller.kube.client import KubeClient
+from controller.kube.errors import ApiUnavailable
+from controller.providers.cooperative import (
     await_only,
     cooperating,
     offload,
@@ -28,10 +31,7 @@ from analysis.providers.cooperative import (
     sleep,
     wait_readable,
 )
-from analysis.providers.keepalive import OriginPool
-from controller.kube.api import DEPLOYMENTS
-from controller.kube.client import KubeClient
-from controller.kube.errors import ApiUnavailable
+from controller.providers.keepalive import OriginPool
 
 TIMEOUT = Timeout(connect=5, read=5)
 

@@ -1,4 +1,4 @@
-"""The small HTTP/1.1 reader the Kubernetes and Prometheus clients exchange through (analysis/providers/http1.py).
+"""The small HTTP/1.1 reader the Kubernetes and Prometheus clients exchange through (controller/providers/http1.py).
 
 Each test plays a server's bytes into a socket pair and checks what a caller gets: the body by every framing a
 server may use, whether the connection may be reused, and clear errors for what is not HTTP.
@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from analysis.providers.http1 import Answer, Channel, MalformedAnswer, encode_request
+from controller.providers.http1 import Answer, Channel, MalformedAnswer, encode_request
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""JSON on the wire (analysis.providers.jsonwire): orjson's speed with the standard library's answers."""
+"""JSON on the wire (controller.providers.jsonwire): orjson's speed with the standard library's answers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from analysis.providers import jsonwire
+from controller.providers import jsonwire
 
 
 def test_documents_round_trip_compactly_and_read_back_as_the_standard_library_reads_them() -> None:

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from analysis.providers import QueryResult
-from analysis.providers.counting import SETTLE_S, Series, count_between, counts_by
-from analysis.providers.looks import LookRequest, collect_look
-from analysis.providers.queries import PRIMARY_SUFFIX
+from controller.providers import QueryResult
+from controller.providers.counting import SETTLE_S, Series, count_between, counts_by
+from controller.providers.looks import LookRequest, collect_look
+from controller.providers.queries import PRIMARY_SUFFIX
 
 NS, TARGET = "shop", "podinfo"
 PRIMARY = TARGET + PRIMARY_SUFFIX

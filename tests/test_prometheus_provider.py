@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from analysis.providers import (
+from controller.providers import (
     AmbiguousResult,
     ProviderAuthError,
     ProviderConfig,
@@ -34,9 +34,9 @@ from analysis.providers import (
     UnknownProviderType,
     create_provider,
 )
-from analysis.providers.looks import LookRequest, collect_look, tick_windows
-from analysis.providers.prometheus import PrometheusProvider, auth_from_credentials
-from analysis.providers.queries import (
+from controller.providers.looks import LookRequest, collect_look, tick_windows
+from controller.providers.prometheus import PrometheusProvider, auth_from_credentials
+from controller.providers.queries import (
     BucketError,
     BuiltinMetric,
     BuiltinName,
@@ -48,7 +48,7 @@ from analysis.providers.queries import (
     render_template,
     slow_bucket,
 )
-from analysis.providers.querysets import QUERY_SETS, Arms, QuerySetName, query_set
+from controller.providers.querysets import QUERY_SETS, Arms, QuerySetName, query_set
 
 if TYPE_CHECKING:
     from prometheus_server import AuthProxy, RecordedPrometheus

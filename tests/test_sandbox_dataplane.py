@@ -29,11 +29,11 @@ import pytest
 from emulator import CoalmineEmulator, ThreadedEmulator, api_client_for, write_kubeconfig
 from prometheus_client.parser import text_string_to_metric_families
 
-from analysis.providers.queries import ISTIO_DURATION_BUCKETS_MS, errors_query, requests_query, slow_query
 from controller.kube.api import CONFIGMAPS, DEPLOYMENTS, SERVICES, VIRTUAL_SERVICES
 from controller.kube.client import KubeClient
 from controller.kube.health import readiness
 from controller.kube.objects import build_primary_deployment, build_services
+from controller.providers.queries import ISTIO_DURATION_BUCKETS_MS, errors_query, requests_query, slow_query
 from controller.rollout.spec import CanarySpec, parse_canary_spec
 from controller.rollout.validation import validate_document
 from controller.routers import Routes

@@ -22,10 +22,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from analysis.providers.prometheus import PrometheusProvider
-from analysis.providers.queries import TemplateError, TemplateModel, arm_models, render_template
 from analysis.template_render import placeholders
 from controller.cli.main import app
+from controller.providers.prometheus import PrometheusProvider
+from controller.providers.queries import TemplateError, TemplateModel, arm_models, render_template
 from controller.rollout.validation import validate_document
 
 if TYPE_CHECKING:

@@ -10,7 +10,6 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from analysis.providers import ProviderConfig, ProviderError, create_provider
 from controller.backtest import (
     BacktestError,
     CanaryIdentity,
@@ -22,6 +21,7 @@ from controller.backtest import (
 from controller.cli.manifest_yaml import load_all
 from controller.cli.manifests import load_canary
 from controller.cli.timeline import print_timeline
+from controller.providers import ProviderConfig, ProviderError, create_provider
 from controller.rollout.durations import DurationError, format_duration, parse_duration
 from controller.rollout.status import format_time
 from controller.simulation import DriveOptions, drive, tick_seconds, timeline_json

@@ -31,9 +31,6 @@ import urllib3
 from kubernetes.client import ApiClient, Configuration
 from urllib3.util.retry import Retry
 
-from analysis.providers import jsonwire
-from analysis.providers.cooperative import offload
-from analysis.providers.keepalive import OriginPool
 from controller.kube.api import (
     CANARIES,
     CONFIGMAPS,
@@ -64,6 +61,9 @@ from controller.kube.errors import (
     ApiUnavailable,
 )
 from controller.kube.objects import build_event
+from controller.providers import jsonwire
+from controller.providers.cooperative import offload
+from controller.providers.keepalive import OriginPool
 
 __all__ = [
     "CANARIES",
@@ -267,7 +267,7 @@ class KubeClient:
     def _exchange(self, method: str, path: str, what: str, *, body: Any, content_type: str) -> tuple[int, bytes]:
         """Send one request and read its whole answer: ``(status, body)``.
 
-        Without a proxy, over the kept-alive connections of :class:`~analysis.providers.keepalive.OriginPool`,
+        Without a proxy, over the kept-alive connections of :class:`~controller.providers.keepalive.OriginPool`,
         which the official client's own pool makes (its TLS, client-certificate and hostname settings) and which
         obey its retry settings; an exchange costs about a fifth of the CPU of urllib3's ``urlopen`` with
         ``http.client`` under it. Through a proxy, with :meth:`_send`.

@@ -33,9 +33,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from analysis.providers import jsonwire
 from controller.kube.api import Object, Resource
 from controller.kube.errors import ApiError, ApiNotFound, KubeError
+from controller.providers import jsonwire
 
 log = logging.getLogger("coalmine.watchcache")
 

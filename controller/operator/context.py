@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import httpx
 
-from analysis.providers import MetricProvider, ProviderConfig, create_provider
-from analysis.providers.cooperative import run_cooperatively
 from controller.kube.api import KubeApi
 from controller.metrics import OperatorMetrics
 from controller.notify.config import ProviderConfig as AlertConfig
 from controller.notify.delivery import ClientPool, DeliveryStats
 from controller.operator.owners import TargetIndex
 from controller.operator.sharding import EVERYTHING, Shard
+from controller.providers import MetricProvider, ProviderConfig, create_provider
+from controller.providers.cooperative import run_cooperatively
 
 if TYPE_CHECKING:
     from controller.operator.writes import WrittenStatus
@@ -109,7 +109,7 @@ class OperatorContext:
 
     async def blocking(self, function: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a tick's blocking-style work (client calls) on the event loop's thread, its waits on the loop
-        (:func:`~analysis.providers.cooperative.run_cooperatively`); at most ``config.concurrency`` at once."""
+        (:func:`~controller.providers.cooperative.run_cooperatively`); at most ``config.concurrency`` at once."""
         if self._in_flight is None:
             self._in_flight = asyncio.Semaphore(self.config.concurrency)
         async with self._in_flight:

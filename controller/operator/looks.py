@@ -12,9 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from analysis.policy import JudgePolicy
-from analysis.providers import ProviderError
-from analysis.providers.looks import LookRequest, ThresholdQuery, collect_look
-from analysis.providers.queries import (
+from analysis.samples import ArmValues, Look, ThresholdValue
+from controller.kube.api import METRIC_TEMPLATES, SECRETS, KubeApi
+from controller.kube.errors import KubeError
+from controller.operator.context import OperatorContext
+from controller.operator.credentials import check_credential_use, decode_secret, template_address
+from controller.providers import ProviderError
+from controller.providers.looks import LookRequest, ThresholdQuery, collect_look
+from controller.providers.queries import (
     BuiltinMetric,
     BuiltinName,
     TemplateError,
@@ -23,12 +28,7 @@ from analysis.providers.queries import (
     prom_duration,
     render_template,
 )
-from analysis.providers.querysets import QuerySetName
-from analysis.samples import ArmValues, Look, ThresholdValue
-from controller.kube.api import METRIC_TEMPLATES, SECRETS, KubeApi
-from controller.kube.errors import KubeError
-from controller.operator.context import OperatorContext
-from controller.operator.credentials import check_credential_use, decode_secret, template_address
+from controller.providers.querysets import QuerySetName
 from controller.rollout.spec import CanarySpec, MetricSpec, metrics_query_set
 
 ProviderKey = tuple[str, str, str, bool]  # address, secret namespace, secret name, insecureSkipVerify

@@ -3,7 +3,7 @@
 The decisions are :func:`controller.rollout.machine.plan`/:func:`~controller.rollout.machine.step` and
 :func:`analysis.judge.judge`; this module only moves data between them and the cluster. Blocking clients (the
 official ``kubernetes`` client, prometheus-api-client) are blocking-style code run by ``ctx.blocking``: on the
-event loop's thread, their sockets waiting on the loop (:mod:`analysis.providers.cooperative`).
+event loop's thread, their sockets waiting on the loop (:mod:`controller.providers.cooperative`).
 
 If an action fails, the new status is **not** written: the cluster may be half-way, and the next tick recomputes
 the same decision from the same status and retries it (every action is idempotent). The look's window then simply

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from analysis.providers import jsonwire
 from controller.operator.context import OperatorContext
+from controller.providers import jsonwire
 
 _SAME = object()
 

@@ -78,7 +78,7 @@ def scrape_config(targets: Sequence[str], *, interval_s: float = 1.0, job: str =
     """A Prometheus config scraping ``targets`` (``host:port``, path ``/metrics``) every ``interval_s``.
 
     The scrape timeout is the interval, at most Prometheus' default 10 s: the looks read their counter boundaries
-    10 s in the past (``analysis.providers.counting.SETTLE_S``), which is only safe with scrapes that end by then.
+    10 s in the past (``controller.providers.counting.SETTLE_S``), which is only safe with scrapes that end by then.
     """
     interval = f"{max(1, round(interval_s * 1000))}ms"
     timeout = f"{max(1, round(min(interval_s, 10.0) * 1000))}ms"

@@ -40,9 +40,9 @@ from multidict import CIMultiDict
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from analysis.providers.queries import ISTIO_DURATION_BUCKETS_MS
 from controller.cli.kubectl.access import connect
 from controller.kube.api import SERVICES, VIRTUAL_SERVICES, KubeApi
+from controller.providers.queries import ISTIO_DURATION_BUCKETS_MS
 from controller.routers.gatewayapi_build import HTTPROUTES
 from e2e.sandbox.endpoints import Endpoint, Registry, resolve
 from e2e.sandbox.procs import announce, install_stop_signals

@@ -7,7 +7,7 @@ sends in several writes and parses headers with the ``email`` package. This modu
 the connections are made by its ``HTTPConnection``/``HTTPSConnection`` (TLS, hostname checks, ``TCP_NODELAY``) or
 by a urllib3 pool's own factory (so the Kubernetes client's TLS settings apply unchanged), and failures go through
 its ``Retry`` as ``urlopen`` sends them, so callers see the same errors. The exchange itself is
-:class:`~analysis.providers.http1.Channel`'s: one write, a small parser, about a fifth of the CPU.
+:class:`~controller.providers.http1.Channel`'s: one write, a small parser, about a fifth of the CPU.
 
 A connection the server closed while idle is noticed before reuse (as urllib3 does); if the server closes it
 between that check and our request, the request is sent once more on a new connection, without using up a
@@ -15,7 +15,7 @@ retry, as browsers and Go's ``net/http`` do: the server never answered, and the 
 before our request reached it. (Coalmine's writes are safe to repeat in any case: Events have deterministic names
 and replacements carry a ``resourceVersion``.)
 
-Inside :func:`~analysis.providers.cooperative.run_cooperatively` (the operator's ticks) the exchange waits on the
+Inside :func:`~controller.providers.cooperative.run_cooperatively` (the operator's ticks) the exchange waits on the
 event loop instead of blocking a thread; connecting, which urllib3 does blocking, goes to a worker thread, and
 retry pauses are loop sleeps. The idle connections are shared by threads and ticks alike.
 """
@@ -37,8 +37,8 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.util import Timeout, parse_url
 from urllib3.util.retry import Retry
 
-from analysis.providers.cooperative import cooperating, offload, sleep
-from analysis.providers.http1 import Answer, Channel, encode_request
+from controller.providers.cooperative import cooperating, offload, sleep
+from controller.providers.http1 import Answer, Channel, encode_request
 
 __all__ = ["OriginPool"]
 

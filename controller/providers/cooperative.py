@@ -6,7 +6,7 @@ the threads, each a pass of the GIL: the benchmark spent about as much CPU handi
 work, and the operator topped out near 130 of 200 ticks a second at well under one core.
 
 :func:`run_cooperatively` runs such a blocking function in a greenlet on the event loop's own thread. The sockets
-it uses (:class:`analysis.providers.http1.Channel`) are non-blocking while it runs: where a thread would block,
+it uses (:class:`controller.providers.http1.Channel`) are non-blocking while it runs: where a thread would block,
 the greenlet hands the loop a future (:func:`wait_readable`, :func:`sleep`) and resumes when it is done, so other
 ticks run meanwhile and no thread or GIL hand-off is involved. Outside :func:`run_cooperatively` (the CLI, tests,
 the watch threads) the same code blocks as before.

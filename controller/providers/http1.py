@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from analysis.providers.cooperative import cooperating, wait_for_tls, wait_readable, wait_writable
+from controller.providers.cooperative import cooperating, wait_for_tls, wait_readable, wait_writable
 
 __all__ = ["Answer", "Channel", "Headers", "MalformedAnswer", "encode_request"]
 
@@ -103,7 +103,7 @@ class Channel:
     """A connected socket and its read buffer: one request at a time, each answer read completely.
 
     Call :meth:`prepare` before each exchange: in a plain thread the socket blocks (``timeout`` bounds each read);
-    inside :func:`~analysis.providers.cooperative.run_cooperatively` it is non-blocking and every wait for the
+    inside :func:`~controller.providers.cooperative.run_cooperatively` it is non-blocking and every wait for the
     server is a wait on the event loop, bounded the same way.
     """
 

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from analysis.providers.queries import (
+from controller.providers.queries import (
     ISTIO_DURATION_BUCKETS_MS,
     PRIMARY_SUFFIX,
     WORKLOAD_LABEL,

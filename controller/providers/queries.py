@@ -45,7 +45,7 @@ class BucketError(ValueError):
 
 @dataclass(frozen=True)
 class BuiltinMetric:
-    """A reference to a built-in metric in a :class:`~analysis.providers.looks.LookRequest`.
+    """A reference to a built-in metric in a :class:`~controller.providers.looks.LookRequest`.
 
     It is rendered against the request's namespace and target, over ``interval_s`` (the metric's ``interval``,
     Flagger's default 1m), at the look's end time.
@@ -202,7 +202,7 @@ def slow_query(
     """Requests slower than the slow bucket per arm: ``bucket{le="+Inf"} − bucket{le=T}``, both arms in one query.
 
     ``T`` is :func:`slow_bucket` of the threshold. An arm whose histogram lacks the ``le=T`` bucket (custom
-    buckets) drops out of the result; :func:`~analysis.providers.looks.collect_look` reports that as an error
+    buckets) drops out of the result; :func:`~controller.providers.looks.collect_look` reports that as an error
     when the arm had requests, rather than counting zero slow requests.
     """
     boundary = slow_bucket(threshold_ms, boundaries)
@@ -217,7 +217,7 @@ def slow_query(
     )
 
 
-# The looks' counters. A look differences the cumulative counters per series (analysis.providers.counting) instead
+# The looks' counters. A look differences the cumulative counters per series (controller.providers.counting) instead
 # of asking for ``increase`` over its window; these are the two queries per signal it reads: each series' last
 # sample at the look's start (the baseline) and its raw samples in the window. ``requests_query`` and friends above
 # remain the dashboard form of the same counts.

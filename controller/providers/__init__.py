@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from analysis.providers.counting import Series
+from controller.providers.counting import Series
 
 __all__ = [
     "AmbiguousResult",
@@ -143,7 +143,7 @@ ProviderFactory = Callable[[ProviderConfig], MetricProvider]
 
 def _prometheus(config: ProviderConfig) -> MetricProvider:
     # Imported here so the pure query builders in this package load without the HTTP client stack.
-    from analysis.providers.prometheus import PrometheusProvider
+    from controller.providers.prometheus import PrometheusProvider
 
     return PrometheusProvider.from_config(config)
 

@@ -12,10 +12,10 @@ decides on every call:
   environment does not change); ``user:password@`` in the proxy URL becomes ``Proxy-Authorization``.
 - TLS: verification on (a CA bundle file or directory; by default ``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE`` or
   ``SSL_CERT_FILE``, else certifi's bundle like ``requests``) or off; one ``SSLContext`` for all connections. A
-  bundle that cannot be read is a :class:`~analysis.providers.ProviderConfigError` now, not on every query.
+  bundle that cannot be read is a :class:`~controller.providers.ProviderConfigError` now, not on every query.
 - Connections: kept alive and shared by all threads, up to ``max_connections`` idle ones per server (the
   operator's default ``worker_threads``); more concurrent queries open extra connections that are closed after use.
-  Requests to the provider's own server skip even ``urllib3.urlopen`` (see :mod:`analysis.providers.keepalive`):
+  Requests to the provider's own server skip even ``urllib3.urlopen`` (see :mod:`controller.providers.keepalive`):
   with it, a query cost ~300 µs of CPU, without it ~240 µs, against ~620 µs through ``requests``.
 - Retries: the given urllib3 ``Retry`` (connection errors, ``status_forcelist``), as ``HTTPAdapter(max_retries=...)``.
   Redirects are followed like ``requests`` does (at most 30; 303 becomes GET; ``Authorization`` is dropped when
@@ -57,10 +57,10 @@ from urllib3.util import Timeout
 from urllib3.util.retry import Retry
 from urllib3.util.ssl_ import create_urllib3_context
 
-from analysis.providers import ProviderConfigError, jsonwire
-from analysis.providers.cooperative import offload
-from analysis.providers.http1 import Answer
-from analysis.providers.keepalive import OriginPool
+from controller.providers import ProviderConfigError, jsonwire
+from controller.providers.cooperative import offload
+from controller.providers.http1 import Answer
+from controller.providers.keepalive import OriginPool
 
 if TYPE_CHECKING:
     from requests.models import _JSON
@@ -181,7 +181,7 @@ def _text(value: str | bytes) -> str:
 
 
 class _Response(requests.Response):
-    """A ``requests.Response`` whose ``json()`` parses with :mod:`analysis.providers.jsonwire`."""
+    """A ``requests.Response`` whose ``json()`` parses with :mod:`controller.providers.jsonwire`."""
 
     def json(self, **kwargs: Any) -> Any:
         if kwargs or not self.content:
@@ -208,7 +208,7 @@ class PooledSession(requests.Session):
     """A ``requests.Session`` that sends without ``requests``' per-call layers (see the module doc).
 
     Requests to ``origin`` (the server's base URL) go straight over kept-alive connections
-    (:class:`~analysis.providers.keepalive.OriginPool`); through a proxy, or after a redirect to another server,
+    (:class:`~controller.providers.keepalive.OriginPool`); through a proxy, or after a redirect to another server,
     they go through urllib3's pool manager. Thread-safe: everything is decided when the session is built, and both
     kinds of pool are safe to share between threads.
     """

@@ -12,7 +12,7 @@ How the client is used, and why:
   sent again (that would only multiply the wait), and the timeout surfaces as ``requests.ReadTimeout`` rather than
   a generic connection error.
 - Auth: a bearer token goes in the ``headers`` argument, basic auth in ``auth``; both are sent with every request.
-- Transport: the client is given a :class:`~analysis.providers.transport.PooledSession`, a ``requests.Session``
+- Transport: the client is given a :class:`~controller.providers.transport.PooledSession`, a ``requests.Session``
   that sends over urllib3's connections, kept alive and shared by the worker threads (at most ``max_connections``
   idle), and reads the proxy and CA-bundle settings from the environment once. Plain ``requests`` spent ~440 µs of
   CPU per query in its own layers and rescanned ``os.environ`` on every call, a large share of the operator's CPU
@@ -38,7 +38,7 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from prometheus_api_client.prometheus_connect import PrometheusConnect
 from urllib3.util.retry import Retry
 
-from analysis.providers import (
+from controller.providers import (
     AmbiguousResult,
     ProviderAuthError,
     ProviderConfig,
@@ -50,9 +50,9 @@ from analysis.providers import (
     QueryRejected,
     QueryResult,
 )
-from analysis.providers.counting import Series
-from analysis.providers.queries import prom_duration
-from analysis.providers.transport import DEFAULT_MAX_CONNECTIONS, PooledSession
+from controller.providers.counting import Series
+from controller.providers.queries import prom_duration
+from controller.providers.transport import DEFAULT_MAX_CONNECTIONS, PooledSession
 
 _STATUS = re.compile(r"^HTTP Status Code (\d+) \((.*)\)$", re.DOTALL)
 _RETRY_STATUSES = (502, 503, 504)
@@ -168,7 +168,7 @@ def _describe(labels: Labels) -> str:
 
 
 class PrometheusProvider:
-    """A :class:`~analysis.providers.MetricProvider` for one Prometheus server (blocking; call from a thread)."""
+    """A :class:`~controller.providers.MetricProvider` for one Prometheus server (blocking; call from a thread)."""
 
     def __init__(
         self,

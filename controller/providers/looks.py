@@ -2,7 +2,7 @@
 
 A look is a window ``(start, end]`` ending at an analysis tick. Threshold and compared metrics are evaluated at
 ``end``. The comparison counts difference each series' cumulative counter between the look's two boundaries
-(:mod:`analysis.providers.counting`: resets, new and vanished pods handled, read ``SETTLE_S`` in the past), so
+(:mod:`controller.providers.counting`: resets, new and vanished pods handled, read ``SETTLE_S`` in the past), so
 consecutive looks share a boundary and never count a request twice or lose one, whatever the scrape interval; a
 past window replayed by ``coalmine judge`` is read the same way as the live one the operator reads.
 
@@ -16,9 +16,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from analysis.providers import MetricProvider, ProviderError, QueryResult
-from analysis.providers.counting import BASELINE_LOOKBACK_S, Series, boundaries, counts_by
-from analysis.providers.queries import (
+from analysis.samples import ArmCounts, ArmValues, Look, ThresholdValue
+from controller.providers import MetricProvider, ProviderError, QueryResult
+from controller.providers.counting import BASELINE_LOOKBACK_S, Series, boundaries, counts_by
+from controller.providers.queries import (
     ISTIO_DURATION_BUCKETS_MS,
     PRIMARY_SUFFIX,
     BuiltinMetric,
@@ -27,8 +28,7 @@ from analysis.providers.queries import (
     slow_bucket,
     window_query,
 )
-from analysis.providers.querysets import CANARY, PRIMARY, Arms, QuerySetName, query_set
-from analysis.samples import ArmCounts, ArmValues, Look, ThresholdValue
+from controller.providers.querysets import CANARY, PRIMARY, Arms, QuerySetName, query_set
 
 ThresholdQuery = str | BuiltinMetric
 
@@ -41,7 +41,7 @@ class LookRequest:
     ``compared``: metric name → (canary query, primary query), the template rendered once per arm.
     ``counts``: fetch per-arm requests and 5xx for the comparison; ``slow_threshold_ms`` (needs ``counts``): also
     the per-arm count of requests slower than the histogram bucket :func:`slow_bucket` picks for it.
-    ``query_set`` names the data plane's metrics (:mod:`analysis.providers.querysets`); ``service`` is the apex
+    ``query_set`` names the data plane's metrics (:mod:`controller.providers.querysets`); ``service`` is the apex
     Service (default: the target's name), which the ``envoy`` set's cluster names use.
     """
 
