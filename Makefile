@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck contracts unit demo demo-simulate bench prometheus clean
+.PHONY: test lint typecheck contracts unit demo demo-simulate bench prometheus dashboard-browser-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,11 +13,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[test,demo]'
 	touch $(STAMP)
 
-# Debian packages the tests and the demo use: the real Prometheus server (and promtool), and shellcheck for e2e/kind.
+# Debian packages the tests and the demo use: the real Prometheus server (and promtool), shellcheck for e2e/kind,
+# and tmux for the sandbox live-view test (a real pseudo-terminal).
 prometheus:
 	@missing=""; \
 	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	command -v shellcheck >/dev/null 2>&1 || missing="$$missing shellcheck"; \
+	command -v tmux >/dev/null 2>&1 || missing="$$missing tmux"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
@@ -33,7 +35,14 @@ typecheck: $(STAMP)
 contracts: $(STAMP)
 	$(BIN)/lint-imports
 
-unit: $(STAMP) prometheus
+# Debian's headless Chromium and its driver, for the dashboard's browser tests (tests/test_dashboard_browser.py).
+dashboard-browser-deps:
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
+	  echo "installing Debian packages: chromium chromium-driver"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	fi
+
+unit: $(STAMP) prometheus dashboard-browser-deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 test: lint typecheck contracts unit

@@ -8,28 +8,30 @@ backtest says what Coalmine *would have decided* on that data, and when.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from analysis.samples import Look
 from controller.providers import MetricProvider
-from controller.providers.looks import LookRequest, ThresholdQuery, collect_look
-from controller.providers.queries import (
-    BuiltinMetric,
-    BuiltinName,
-    TemplateModel,
-    arm_models,
-    prom_duration,
-    render_template,
-)
-from controller.providers.querysets import QuerySetName
+from controller.providers.looks import LookRequest, collect_look
+from controller.providers.render import CanaryIdentity, ProviderKey, render_canary_looks
 from controller.rollout.durations import DurationError, parse_duration
 from controller.rollout.judging import policy_from_spec
-from controller.rollout.spec import CanarySpec, MetricSpec, metrics_query_set
+from controller.rollout.spec import CanarySpec, MetricSpec
 from controller.simulation import Routing
+
+__all__ = [
+    "BacktestError",
+    "CanaryIdentity",
+    "LookPlan",
+    "PrometheusLooks",
+    "parse_instant",
+    "plan_looks",
+    "templates_from_documents",
+]
 
 TemplateKey = tuple[str, str]  # (namespace, name)
 
@@ -81,86 +83,31 @@ def templates_from_documents(documents: Sequence[Mapping[str, Any]], default_nam
     return found
 
 
-@dataclass(frozen=True)
-class CanaryIdentity:
-    """What templates and built-in queries are rendered with: the Canary's name and namespace, target, service."""
+LookPlan = LookRequest
+"""Every look's request, rendered once; its window is replaced by each look's (``dataclasses.replace``)."""
 
-    name: str
-    namespace: str
-    target: str
-    service: str
-
-    @classmethod
-    def of(cls, document: Mapping[str, Any], spec: CanarySpec) -> CanaryIdentity:
-        metadata = document.get("metadata") or {}
-        return cls(
-            name=str(metadata.get("name", spec.target_ref.name)),
-            namespace=str(metadata.get("namespace") or "default"),
-            target=spec.target_ref.name,
-            service=spec.service.name or spec.target_ref.name,
-        )
-
-
-def _model(identity: CanaryIdentity, metric: MetricSpec) -> TemplateModel:
-    return TemplateModel(
-        name=identity.name,
-        namespace=identity.namespace,
-        target=identity.target,
-        service=identity.service,
-        interval=prom_duration(metric.interval_s),
-        variables=dict(metric.template_variables),
-    )
-
-
-def _template_query(metric: MetricSpec, identity: CanaryIdentity, templates: Mapping[TemplateKey, str]) -> str:
-    if metric.query is not None:
-        return metric.query
-    ref = metric.template_ref
-    if ref is None:
-        raise BacktestError(f"metric {metric.name!r} has neither a templateRef nor a query")
-    key = (ref.namespace or identity.namespace, ref.name)
-    if key not in templates:
-        raise BacktestError(
-            f"metric {metric.name!r} uses MetricTemplate {key[0]}/{key[1]}, which is not in the files given "
-            "(pass it with --templates FILE)"
-        )
-    return templates[key]
-
-
-@dataclass(frozen=True)
-class LookPlan:
-    """The queries of every look, rendered once: threshold queries, per-arm compared queries, counts or not."""
-
-    thresholds: Mapping[str, ThresholdQuery]
-    compared: Mapping[str, tuple[str, str]]
-    counts: bool
-    slow_threshold_ms: float | None
-    query_set: QuerySetName = QuerySetName.ISTIO
+_ONLY: ProviderKey = ("", "", "", False)  # a backtest reads one Prometheus: every metric is its
 
 
 def plan_looks(spec: CanarySpec, identity: CanaryIdentity, templates: Mapping[TemplateKey, str]) -> LookPlan:
-    """Render every metric's query as the operator would (raises :class:`BacktestError` for what cannot be)."""
-    thresholds: dict[str, ThresholdQuery] = {}
-    compared: dict[str, tuple[str, str]] = {}
-    policy = policy_from_spec(spec)
-    threshold_names = {metric.name for metric in policy.thresholds}
-    for metric in spec.analysis.metrics:
-        if metric.is_builtin:
-            thresholds[metric.name] = BuiltinMetric(BuiltinName(metric.name), metric.interval_s)
-            continue
-        try:
-            query = _template_query(metric, identity, templates)
-            model = _model(identity, metric)
-            if metric.name in threshold_names:
-                thresholds[metric.name] = render_template(query, model)
-            if metric.comparison is not None:
-                canary, primary = arm_models(model)
-                compared[metric.name] = (render_template(query, canary), render_template(query, primary))
-        except ValueError as error:  # TemplateError and BacktestError
-            raise BacktestError(f"metric {metric.name!r}: {error}") from error
-    counts = policy.error_rate is not None or policy.latency is not None
-    slow = policy.latency.slow_threshold_ms if policy.latency is not None else None
-    return LookPlan(thresholds, compared, counts, slow, QuerySetName(metrics_query_set(spec) or QuerySetName.ISTIO))
+    """Render every metric's query as the operator would (:func:`~controller.providers.plan.render_canary_looks`),
+    MetricTemplates from ``templates``; raises :class:`BacktestError` for a metric that cannot be rendered."""
+
+    def template(metric: MetricSpec) -> tuple[ProviderKey, str]:
+        assert metric.template_ref is not None
+        key = (metric.template_ref.namespace or identity.namespace, metric.template_ref.name)
+        if key not in templates:
+            raise BacktestError(
+                f"metric {metric.name!r} uses MetricTemplate {key[0]}/{key[1]}, which is not in the files given "
+                "(pass it with --templates FILE)"
+            )
+        return _ONLY, templates[key]
+
+    rendered = render_canary_looks(identity, spec, policy_from_spec(spec), (0.0, 1.0), template, _ONLY)
+    if rendered.failed:
+        name, error = next(iter(rendered.failed.items()))
+        raise BacktestError(f"metric {name!r}: {error}")
+    return rendered.requests.get(_ONLY) or LookRequest(identity.namespace, identity.target, 0.0, 1.0)
 
 
 class PrometheusLooks:
@@ -175,16 +122,4 @@ class PrometheusLooks:
         """Recorded traffic does not follow the engine's hypothetical weights: nothing to do."""
 
     def look(self, window: tuple[float, float]) -> Look:
-        request = LookRequest(
-            namespace=self.identity.namespace,
-            target=self.identity.target,
-            start=window[0],
-            end=window[1],
-            thresholds=self.plan.thresholds,
-            compared=self.plan.compared,
-            counts=self.plan.counts,
-            slow_threshold_ms=self.plan.slow_threshold_ms,
-            query_set=self.plan.query_set,
-            service=self.identity.service,
-        )
-        return collect_look(self.provider, request)
+        return collect_look(self.provider, dataclasses.replace(self.plan, start=window[0], end=window[1]))

@@ -23,11 +23,12 @@ import re
 import threading
 import time
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlparse
 
 import kubernetes.client
@@ -36,8 +37,8 @@ from cloudcoil.models.istio.networking.v1beta1 import DestinationRule, VirtualSe
 from emulator import CoalmineEmulator, operator_settings, running_operator
 
 from controller.kube.api import Recorder
-from controller.kube.cached import CachedKubeApi
 from controller.kube.client import KubeClient
+from controller.kube.watched import WatchedKubeApi
 from controller.operator.context import OperatorConfig, OperatorContext
 from controller.operator.runtime import build_registry, configure_settings
 
@@ -333,14 +334,21 @@ class Query:
 
 
 _WORKLOAD = re.compile(r'destination_workload=~"((?:[^"\\]|\\.)*)"')
+_NAMESPACE = re.compile(r'destination_workload_namespace="((?:[^"\\]|\\.)*)"')
+EVERY_WORKLOAD = "*"
+"""The target of a batched query: every workload of the namespace (``controller.providers.batching``)."""
 
 
 def classify(query: str) -> tuple[str, QueryKind]:
-    """Which target and which signal a query Coalmine sends is about (see ``controller.providers.queries``)."""
+    """Which target and which signal a query Coalmine sends is about (see ``controller.providers.queries``);
+    the target of a batched, namespace-wide query is :data:`EVERY_WORKLOAD`."""
     match = _WORKLOAD.search(query)
     if match is None:
-        raise ValueError(f"not a Coalmine query: {query}")
-    target = re.sub(r"\\\\(.)", r"\1", match.group(1).split("|")[0])
+        if _NAMESPACE.search(query) is None:
+            raise ValueError(f"not a Coalmine query: {query}")
+        target = EVERY_WORKLOAD
+    else:
+        target = re.sub(r"\\\\(.)", r"\1", match.group(1).split("|")[0])
     if query.startswith("last_over_time("):
         return target, QueryKind.BASELINE
     if "histogram_quantile" in query:
@@ -358,8 +366,13 @@ class ScriptedPrometheus:
     """An HTTP responder for ``/api/v1/query`` on 127.0.0.1 (see the module doc). ``/-/stats`` returns the query
     counts as JSON, so a process that does not own the responder (the benchmark) can read them."""
 
-    def __init__(self, default: Script | None = None) -> None:
+    live: ClassVar[dict[str, ScriptedPrometheus]] = {}
+    """Responders serving now, by URL: an :class:`OperatorRun` tells the one it queries which workloads exist."""
+
+    def __init__(self, default: Script | None = None, workloads: Callable[[], Iterable[str]] | None = None) -> None:
         self.default = default or Script()
+        self.workloads = workloads
+        """The targets a namespace-wide query answers for (besides the scripted ones); None: scripted only."""
         self.scripts: dict[str, Script] = {}
         self.queries: list[Query] = []
         self.record = True
@@ -380,10 +393,36 @@ class ScriptedPrometheus:
 
     def answer(self, query: str, at: float) -> list[Obj]:
         target, kind = classify(query)
+        if target == EVERY_WORKLOAD:
+            return self._answer_every(query, kind, at)
+        return self._answer_one(target, kind, at)
+
+    def _targets(self) -> list[str]:
+        with self._lock:
+            names = set(self.scripts)
+        if self.workloads is not None:
+            names.update(self.workloads())
+        return sorted(name for name in names if not name.endswith("-primary"))
+
+    def _answer_every(self, query: str, kind: QueryKind, at: float) -> list[Obj]:
+        """A batched query: each target's answer, labelled with its workload (a ``sum by (destination_workload)``)."""
+        with self._lock:
+            key = f"{EVERY_WORKLOAD}|{kind.value}"
+            self.counts[key] = self.counts.get(key, 0) + 1
+        series: list[Obj] = []
+        for target in self._targets():
+            for found in self._answer_one(target, kind, at, counted=False):
+                if kind in (QueryKind.SUCCESS_RATE, QueryKind.DURATION):
+                    found = {**found, "metric": {"destination_workload": target}}
+                series.append(found)
+        return series
+
+    def _answer_one(self, target: str, kind: QueryKind, at: float, *, counted: bool = True) -> list[Obj]:
         with self._lock:
             script = self.scripts.get(target, self.default)
             key = f"{target}|{kind.value}"
-            self.counts[key] = self.counts.get(key, 0) + 1
+            if counted:  # a batched query is counted once, under EVERY_WORKLOAD; it is recorded per target
+                self.counts[key] = self.counts.get(key, 0) + 1
             if self.record:
                 self.queries.append(Query(target, kind, at))
         if kind in (QueryKind.SUCCESS_RATE, QueryKind.DURATION):
@@ -458,9 +497,11 @@ class ScriptedPrometheus:
         self._thread = threading.Thread(target=self._server.serve_forever, name="scripted-prometheus", daemon=True)
         self._thread.start()
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        ScriptedPrometheus.live[self.url] = self
         return self
 
     def __exit__(self, *exc: object) -> None:
+        ScriptedPrometheus.live.pop(self.url, None)
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -490,6 +531,10 @@ def collect_kopf_sessions() -> None:
         warnings.filterwarnings("ignore", message="Unclosed client session", category=ResourceWarning)
         warnings.filterwarnings("ignore", message="Unclosed connector", category=ResourceWarning)
         gc.collect()
+
+
+def _deployment_names(emulator: CoalmineEmulator) -> list[str]:
+    return [str(obj["metadata"]["name"]) for obj in emulator.list_objects("apps/v1/deployments")]
 
 
 class OperatorRun:
@@ -528,7 +573,10 @@ class OperatorRun:
             timeout_s=self.config.kubernetes_timeout_s,
             instance=self.config.instance,
         )
-        ctx = OperatorContext(config=self.config, api=CachedKubeApi.over(api, self.config.namespaces))
+        ctx = OperatorContext(config=self.config, api=WatchedKubeApi(api, namespaces=self.config.namespaces))
+        prometheus = ScriptedPrometheus.live.get(self.config.metrics_server)
+        if prometheus is not None and prometheus.workloads is None:  # batched looks ask about every workload
+            prometheus.workloads = partial(_deployment_names, self.emulator)
         settings = operator_settings()
         configure_settings(settings, finalizer=self.config.shard.finalizer)
         settings.watching.server_timeout = 60

@@ -2,8 +2,9 @@
 
 Every rendered object is checked against the Kubernetes 1.37 schemas (``kubernetes_validate``), CRD instances of
 other groups against their own CRD schema or by shape, and the chart's behaviour users rely on is asserted: the
-hardened pod, least-privilege RBAC bound where the operator watches, HA peering, the CRDs kept identical to
-``crds/``, ``values.schema.json`` refusing bad values, and a dashboard that only charts metrics the operator exports.
+hardened pod, least-privilege RBAC bound where the operator watches, HA (a Lease, or kopf peering), the CRDs kept
+identical to ``crds/``, ``values.schema.json`` refusing bad values, and a dashboard that only charts metrics the
+operator exports.
 """
 
 from __future__ import annotations
@@ -40,7 +41,16 @@ VALUE_SETS: dict[str, Obj] = {
     "servicemonitor": {"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus"}}}},
     "namespaced-ha-off": {"watch": {"mode": "namespaced", "namespaces": ["team-a"]}, "ha": {"enabled": False}},
     "selector": {"selector": ["shard=a", "example.com/team"]},
+    "peering": {"ha": {"election": "peering"}},
+    "namespaced-peering": {"watch": {"mode": "namespaced", "namespaces": ["team-a"]}, "ha": {"election": "peering"}},
 }
+
+LEADER_ROLE = "coalmine-leader-election"
+
+
+def watch_roles(objects: list[Obj]) -> list[Obj]:
+    """The Roles granting what the operator does where it watches (not the leader election's own Role)."""
+    return [r for r in find(objects, "Role") if r["metadata"]["name"] != LEADER_ROLE]
 
 
 @pytest.fixture(scope="module")
@@ -228,7 +238,11 @@ def test_cluster_mode_watches_everything_with_one_cluster_role(chart: helm.Chart
     args = container(objects)["args"]
     assert "--all-namespaces" in args
     assert not [a for a in args if a.startswith("--namespace")]
-    assert find(objects, "Role") == [] and find(objects, "RoleBinding") == []
+    # Namespaced RBAC only for the leader election's Lease, in the release namespace.
+    assert [(r["metadata"]["name"], r["metadata"]["namespace"]) for r in find(objects, "Role")] == [
+        (LEADER_ROLE, NAMESPACE)
+    ]
+    assert [b["metadata"]["name"] for b in find(objects, "RoleBinding")] == [LEADER_ROLE]
     role = one(objects, "ClusterRole")
     binding = one(objects, "ClusterRoleBinding")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
@@ -247,9 +261,9 @@ def test_namespaced_mode_grants_only_in_the_watched_namespaces(chart: helm.Chart
     args = container(objects)["args"]
     assert [a for a in args if a.startswith("--namespace")] == ["--namespace=team-a", "--namespace=team-b"]
     assert "--all-namespaces" not in args
-    roles = find(objects, "Role")
+    roles = watch_roles(objects)
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
-    for binding in find(objects, "RoleBinding"):
+    for binding in [b for b in find(objects, "RoleBinding") if b["metadata"]["name"] != LEADER_ROLE]:
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "coalmine", "namespace": NAMESPACE}]
         assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "coalmine"}
     # Cluster-wide, only reads of cluster-scoped kinds: nothing that would reach into other namespaces.
@@ -257,20 +271,56 @@ def test_namespaced_mode_grants_only_in_the_watched_namespaces(chart: helm.Chart
     assert grants(cluster_role["rules"]) == {
         ("apiextensions.k8s.io", "customresourcedefinitions", verb) for verb in ("list", "watch")
     } | {("", "namespaces", verb) for verb in ("list", "watch")}
-    # Each namespace gets a KopfPeering the replicas meet in (kopf does not create it).
-    peerings = find(objects, "KopfPeering")
+    # With kopf peering, each namespace gets a KopfPeering the replicas meet in (kopf does not create it).
+    assert find(objects, "KopfPeering") == [], "the default (a Lease) needs no peering object"
+    peerings = find(render(chart, {**VALUE_SETS["namespaced"], "ha": {"election": "peering"}}), "KopfPeering")
     assert sorted(p["metadata"]["namespace"] for p in peerings) == ["team-a", "team-b"]
     assert {p["metadata"]["name"] for p in peerings} == {"coalmine"}
     assert find(objects, "ClusterKopfPeering") == []
 
 
-def test_ha_runs_two_peered_replicas_that_a_drain_cannot_take_together(chart: helm.Chart) -> None:
+def test_ha_runs_two_lease_elected_replicas_that_a_drain_cannot_take_together(chart: helm.Chart) -> None:
     objects = render(chart, {})
     deployment = one(objects, "Deployment")
     assert deployment["spec"]["replicas"] == 2
     assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    args = container(objects)["args"]
+    assert [a for a in args if a.startswith(("--leader-elect", "--lease-", "--renew-", "--retry-"))] == [
+        "--leader-elect",
+        "--lease-name=coalmine",
+        f"--lease-namespace={NAMESPACE}",
+        "--lease-duration=15",
+        "--renew-deadline=10",
+        "--retry-period=2",
+    ]
+    assert not [a for a in args if a.startswith("--peering")], "kopf peering is not fencing: not with a Lease"
+    assert find(objects, "ClusterKopfPeering") == [] and find(objects, "KopfPeering") == []
+    pdb = one(objects, "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    env = {e["name"]: e for e in container(objects)["env"]}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name", "the Lease holder's identity"
+    # Only its own Lease, only in the release namespace: never a grant on Leases cluster-wide (another
+    # controller's leader election) nor on kopf's peering objects.
+    role = one(objects, "Role", LEADER_ROLE)
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert grants(role["rules"]) == {("coordination.k8s.io", "leases", v) for v in ("create", "get", "update")}
+    assert [r.get("resourceNames") for r in role["rules"] if "get" in r["verbs"]] == [["coalmine"]]
+    binding = one(objects, "RoleBinding", LEADER_ROLE)
+    assert binding["roleRef"]["name"] == LEADER_ROLE and binding["metadata"]["namespace"] == NAMESPACE
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "coalmine", "namespace": NAMESPACE}]
+    cluster = grants(one(objects, "ClusterRole")["rules"])
+    assert not [g for g in cluster if g[0] in ("coordination.k8s.io", "kopf.dev")]
+
+
+def test_ha_with_kopf_peering_runs_two_peered_replicas(chart: helm.Chart) -> None:
+    objects = render(chart, VALUE_SETS["peering"])
+    deployment = one(objects, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
     assert "--peering=coalmine" in container(objects)["args"]
+    assert "--leader-elect" not in container(objects)["args"]
     assert one(objects, "ClusterKopfPeering", "coalmine")
+    assert find(objects, "Role", LEADER_ROLE) == []
     pdb = one(objects, "PodDisruptionBudget")
     assert pdb["spec"]["minAvailable"] == 1
     assert pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
@@ -286,8 +336,9 @@ def test_without_ha_there_is_one_unpeered_replica(chart: helm.Chart, case: str) 
     assert not [a for a in container(objects)["args"] if a.startswith("--peering")]
     assert find(objects, "ClusterKopfPeering") == [] and find(objects, "KopfPeering") == []
     assert find(objects, "PodDisruptionBudget") == [], "a PDB on one replica would only block node drains"
+    assert "--leader-elect" not in container(objects)["args"]
     rules = [r for o in objects if o["kind"] in ("Role", "ClusterRole") for r in o["rules"]]
-    assert not [g for g in grants(rules) if g[0] == "kopf.dev"]
+    assert not [g for g in grants(rules) if g[0] in ("kopf.dev", "coordination.k8s.io")]
 
 
 # -- RBAC: least privilege -----------------------------------------------------------------------------------------
@@ -316,7 +367,7 @@ def test_rbac_rules_do_not_depend_on_values(chart: helm.Chart) -> None:
     cluster = grants(one(render(chart, {}), "ClusterRole")["rules"])
     for values in (VALUE_SETS["namespaced"], VALUE_SETS["namespaced-ha-off"]):
         objects = render(chart, values)
-        in_namespace = {g for role in find(objects, "Role") for g in grants(role["rules"])}
+        in_namespace = {g for role in watch_roles(objects) for g in grants(role["rules"])}
         cluster_wide = grants(one(objects, "ClusterRole")["rules"])
         namespaced_only = {g for g in in_namespace if g[1] != "kopfpeerings"}
         expected = {g for g in cluster if g[1] not in ("customresourcedefinitions", "clusterkopfpeerings")}
@@ -359,6 +410,8 @@ def test_rbac_grants_what_the_kube_client_and_istio_router_do(chart: helm.Chart)
         ({"watch": {"mode": "namespaced", "namespaces": ["Team_A"]}}, "/watch/namespaces/0"),
         ({"operator": {"logFormat": "xml"}}, "/operator/logFormat"),
         ({"ha": {"enabled": False}, "replicaCount": 2}, "/replicaCount"),
+        ({"ha": {"election": "raft"}}, "/ha/election"),
+        ({"ha": {"renewDeadlineSeconds": 0}}, "/ha/renewDeadlineSeconds"),
         ({"metrics": {"port": 70000}}, "/metrics/port"),
         ({"metrics": {"serviceMonitor": {"interval": "30 seconds"}}}, "/metrics/serviceMonitor/interval"),
         ({"replicas": 2}, "replicas"),
@@ -458,7 +511,7 @@ def test_one_shard_renders_exactly_what_an_unsharded_release_does(chart: helm.Ch
 
 
 @pytest.mark.parametrize("mode", ["cluster", "namespaced"])
-def test_three_shards_are_three_peered_pairs_each_with_its_shard(chart: helm.Chart, mode: str) -> None:
+def test_three_shards_are_three_elected_pairs_each_with_its_shard(chart: helm.Chart, mode: str) -> None:
     watch: Obj = {"mode": mode, "namespaces": ["team-a", "team-b"] if mode == "namespaced" else []}
     objects = render(chart, {"sharding": {"shards": 3}, "watch": watch})
     _check_valid(objects)
@@ -470,7 +523,8 @@ def test_three_shards_are_three_peered_pairs_each_with_its_shard(chart: helm.Cha
         [operator] = deployment["spec"]["template"]["spec"]["containers"]
         args = operator["args"]
         assert [a for a in args if a.startswith("--shard")] == [f"--shard={index}/3"]
-        assert [a for a in args if a.startswith("--peering")] == [f"--peering=coalmine-shard-{index}"]
+        assert [a for a in args if a.startswith("--lease-name=")] == [f"--lease-name=coalmine-shard-{index}"]
+        assert not [a for a in args if a.startswith("--peering")]
         match = deployment["spec"]["selector"]["matchLabels"]
         assert match.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
         selectors.append(match)
@@ -487,9 +541,17 @@ def test_three_shards_are_three_peered_pairs_each_with_its_shard(chart: helm.Cha
     assert sorted(pdbs) == [f"coalmine-shard-{i}" for i in range(3)]
     for index in range(3):
         assert pdbs[f"coalmine-shard-{index}"]["spec"]["selector"]["matchLabels"] == selectors[index]
-    # A peering object per shard (in each watched namespace when namespaced): one active replica per shard.
+    # Each shard's Lease may be renewed, and no other: one leader per shard.
+    [renew] = [r for r in one(objects, "Role", LEADER_ROLE)["rules"] if "update" in r["verbs"]]
+    assert renew["resourceNames"] == [f"coalmine-shard-{i}" for i in range(3)]
+    # With kopf peering, a peering object per shard (in each watched namespace when namespaced).
     kind = "ClusterKopfPeering" if mode == "cluster" else "KopfPeering"
-    peerings = [(p["metadata"].get("namespace"), p["metadata"]["name"]) for p in find(objects, kind)]
+    assert find(objects, kind) == []
+    peered = render(chart, {"sharding": {"shards": 3}, "watch": watch, "ha": {"election": "peering"}})
+    for index, deployment in enumerate(sorted(find(peered, "Deployment"), key=lambda d: d["metadata"]["name"])):
+        [operator] = deployment["spec"]["template"]["spec"]["containers"]
+        assert [a for a in operator["args"] if a.startswith("--peering")] == [f"--peering=coalmine-shard-{index}"]
+    peerings = [(p["metadata"].get("namespace"), p["metadata"]["name"]) for p in find(peered, kind)]
     namespaces = [None] if mode == "cluster" else ["team-a", "team-b"]
     assert sorted(peerings, key=str) == sorted(
         [(ns, f"coalmine-shard-{i}") for ns in namespaces for i in range(3)], key=str

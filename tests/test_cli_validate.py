@@ -74,8 +74,11 @@ def test_multi_document_yaml_checks_each_and_skips_other_kinds(runner: CliRunner
     assert result.exit_code == 1
     assert f"{path}: Canary/podinfo: OK" in result.output
     assert f"{path}: Canary/broken: spec.analysis.stepWeight" in result.output
-    assert "Deployment" not in result.output
-    assert result.output.splitlines()[-1] == "2 document(s) checked, 1 invalid, 1 other document(s) skipped"
+    assert not any("Deployment/" in line for line in result.output.splitlines())  # no line of its own
+    # ...but the summary names what was skipped, so "0 invalid" is never read as "everything was checked"
+    assert result.output.splitlines()[-1] == (
+        "2 document(s) checked, 1 invalid, 1 other document(s) skipped: 1 Deployment"
+    )
 
 
 def test_kubernetes_list_items_are_checked(runner: CliRunner, tmp_path: Path) -> None:
@@ -126,6 +129,22 @@ def test_yaml_syntax_error_is_invalid_input_with_its_line(runner: CliRunner, tmp
     result = runner.invoke(app, ["validate", str(path)])
     assert result.exit_code == 1
     assert f"{path}: line 14: YAML syntax error" in result.output
+
+
+def test_yaml_syntax_errors_say_in_plain_words_what_is_usually_wrong_and_where(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    cases = {
+        "tab.yaml": ("spec:\n\tanalysis: {}\n", "line 2: ", "(column 1): a tab in the indentation"),
+        "list.yaml": ("a: [1, 2\nb: 3\n", "line 2: ", "a [list] is not closed with ']'"),
+        "dash.yaml": ("a:\n  - 1\n - 2\n", "line 3: ", "a '- item' is indented less than the items above it"),
+        "quote.yaml": ('a: "open\n', "line 2: ", "close the quote"),
+    }
+    for name, (text, line, words) in cases.items():
+        path = _write(tmp_path, name, text)
+        output = runner.invoke(app, ["validate", str(path)]).output
+        assert f"{path}: {line}YAML syntax error: " in output, output
+        assert words in output, output
 
 
 def test_documents_before_a_syntax_error_are_still_checked(runner: CliRunner, tmp_path: Path) -> None:
@@ -226,7 +245,9 @@ def test_an_argo_rollout_or_unknown_kind_is_reported_as_skipped_and_why(runner: 
     assert "add a Canary that targets it" in result.output
     assert f"{path}: Widget/w: skipped: example.com/v1 Widget is not a Coalmine kind" in result.output
     assert "Deployment/" not in result.output  # Kubernetes' own kinds are skipped silently
-    assert result.output.splitlines()[-1] == "0 document(s) checked, 0 invalid, 3 other document(s) skipped"
+    assert result.output.splitlines()[-1] == (
+        "0 document(s) checked, 0 invalid, 3 other document(s) skipped: 1 Deployment, 1 Rollout, 1 Widget"
+    )
     as_json = json.loads(runner.invoke(app, ["validate", "-o", "json", str(path)]).output)
     assert [(entry["kind"], entry["skipped"].split(":")[0]) for entry in as_json] == [
         ("Rollout", "skipped"),

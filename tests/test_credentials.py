@@ -9,6 +9,7 @@ intruder's server. The servers here are real HTTP servers on 127.0.0.1 that reco
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Iterator
 from typing import Any, cast
@@ -77,8 +78,15 @@ def _look(kube: FakeKube, metrics_server: str, namespace: str = "intruder") -> A
         },
         metricsServer=metrics_server,
     )
-    ctx = OperatorContext(config=OperatorConfig(metrics_server=metrics_server), api=cast(KubeApi, kube))
-    return build_look(ctx, "podinfo", namespace, spec, policy_from_spec(spec), (T0 - 60, T0))
+
+    async def look() -> Any:
+        ctx = OperatorContext(config=OperatorConfig(metrics_server=metrics_server), api=cast(KubeApi, kube))
+        try:
+            return await build_look(ctx, "podinfo", namespace, spec, policy_from_spec(spec), (T0 - 60, T0))
+        finally:
+            await ctx.aclose()
+
+    return asyncio.run(look())
 
 
 def _tokens_seen(server: Recorder) -> list[str]:

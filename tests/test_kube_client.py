@@ -25,7 +25,6 @@ from controller.kube.client import (
     ApiCall,
     KubeClient,
     PatchType,
-    WatchStream,
     create_or_update,
 )
 from controller.kube.errors import (
@@ -310,29 +309,6 @@ def test_https_trusts_the_configured_ca_keeps_one_connection_and_refuses_an_unkn
                 untrusting.get(DEPLOYMENTS, "ns", "app")
         finally:
             untrusting.close()
-
-
-class _ClosedUnderneath:
-    """A watch answer whose reader breaks the way urllib3 does when another thread closes it mid-read."""
-
-    connection = None
-
-    def stream(self, *_: Any, **__: Any) -> Iterator[bytes]:
-        yield b'{"type": "ADDED", "object": {"metadata": {"name": "a"}}}\n'
-        raise AttributeError("'NoneType' object has no attribute 'read'")
-
-    def close(self) -> None:
-        pass
-
-
-def test_a_watch_closed_from_another_thread_ends_quietly_and_any_other_break_is_reported() -> None:
-    closed = WatchStream(_ClosedUnderneath(), "a watch of Deployment objects")
-    events = iter(closed)
-    assert next(events)["object"]["metadata"]["name"] == "a"
-    closed.close()  # the operator shutting down (WatchCache.stop)
-    assert list(events) == []
-    with pytest.raises(AttributeError):  # not closed: a real failure, which the watch cache logs and restarts
-        list(WatchStream(_ClosedUnderneath(), "a watch of Deployment objects"))
 
 
 def test_an_api_server_behind_a_path_prefix_gets_the_prefix_on_every_request() -> None:

@@ -553,3 +553,35 @@ def test_promote_precheck_follows_the_engine_not_the_last_looks_hold() -> None:
     stepping = {**paused, "status": {"phase": "Progressing", "stepIndex": 1, "canaryWeight": 20}}
     refusal = precheck(ManualAction.PROMOTE, stepping)
     assert refusal is not None and "--full" in refusal
+
+
+def test_get_name_shows_each_arms_images_replicas_ready_and_revisions(emu: ThreadedEmulator) -> None:
+    """As Argo's tree does: what runs in each arm, how much of it is ready, and which revision it is."""
+
+    def deployment(name: str, image: str, replicas: int) -> dict[str, Any]:
+        labels = {"app": name}
+        return {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": labels},
+                "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "app", "image": image}]}},
+            },
+        }
+
+    canary = emu.create_object(DEPLOYMENTS, deployment("podinfo", "podinfo:6.7.1", 2), NS)
+    emu.create_object(DEPLOYMENTS, deployment("podinfo-primary", "podinfo:6.7.0", 3), NS)
+    add_rollout(emu, phase="Progressing", canaryWeight=20, stepIndex=1)
+    out = invoke("get", "podinfo").output
+    [target_row] = [line for line in out.splitlines() if line.lstrip().startswith("target ")]
+    [primary_row] = [line for line in out.splitlines() if line.lstrip().startswith("primary ")]
+    assert "podinfo:6.7.1" in target_row and "2/2" in target_row
+    assert pod_template_hash(canary)[:10] in target_row
+    assert "podinfo:6.7.0" in primary_row and "3/3" in primary_row
+    data = json.loads(invoke("get", "podinfo", "-o", "json").output)
+    assert data["workloads"]["primary"]["images"] == [{"container": "app", "image": "podinfo:6.7.0"}]
+    emu.delete_object(DEPLOYMENTS, NS, "podinfo-primary")
+    [missing] = [line for line in invoke("get", "podinfo").output.splitlines() if line.lstrip().startswith("primary ")]
+    assert "not found" in missing

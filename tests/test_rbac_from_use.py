@@ -5,7 +5,9 @@ Two independent records are compared: ``KubeClient(recorder=...)`` sees every ca
 emulator's request log sees every request that arrives, kopf's included (its watches, finalizer and annotation
 patches, status patches, CRD and namespace scans, peering keep-alives). The runs cover a whole rollout with the
 objects that need extra permissions (ConfigMap and Secret copies, an HPA, a MetricTemplate whose provider has a
-credentials Secret, an AlertProvider), a deletion with ``revertOnDeletion``, and kopf's peering in both modes.
+credentials Secret, an AlertProvider), a deletion with ``revertOnDeletion``, the leader election's Lease (acquired,
+renewed, released: the chart's default HA, granted by a Role in the release namespace) and kopf's peering in both
+modes (``ha.election=peering``).
 
 One permission is not a request: creating an object whose ``ownerReference`` has ``blockOwnerDeletion: true``
 needs ``update`` on the owner's ``finalizers`` subresource (the API server's OwnerReferencesPermissionEnforcement
@@ -54,11 +56,13 @@ from operator_harness import (
 from controller.kube.api import ApiCall
 from controller.kube.client import KubeClient
 from controller.operator.context import OperatorContext
+from controller.operator.leader import ElectionConfig, LeaseElection
 from controller.operator.runtime import build_registry, configure_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "coalmine"
 PEERING = "coalmine"
+RELEASE_NAMESPACE = "coalmine-system"
 Grant = tuple[str, str, str]  # (group, resource, verb)
 
 pytestmark = pytest.mark.timeout(60)
@@ -303,6 +307,28 @@ async def peering_grants(emulator: CoalmineEmulator, *, clusterwide: bool) -> se
     return {g for g in grants_from_requests(emulator) if g[0] == "kopf.dev"}
 
 
+async def lease_grants(emulator: CoalmineEmulator) -> set[Grant]:
+    """What ``--leader-elect`` sends: the Lease created, renewed, then released on shutdown."""
+    configuration = kubernetes.client.Configuration(host=str(emulator.url).rstrip("/"))
+    election = ElectionConfig(
+        "coalmine", RELEASE_NAMESPACE, "pod-1", lease_duration_s=1.0, renew_deadline_s=0.6, retry_period_s=0.1
+    )
+    elector = LeaseElection(KubeClient.from_configuration(configuration, timeout_s=0.3), election)
+    elector.start()
+    lease = "coordination.k8s.io/v1/leases"
+
+    def renewed() -> bool:
+        found = emulator.read_object(lease, RELEASE_NAMESPACE, "coalmine")
+        return bool(found) and int(found["metadata"]["resourceVersion"]) > int(created["metadata"]["resourceVersion"])
+
+    await wait_for("the Lease", lambda: emulator.read_object(lease, RELEASE_NAMESPACE, "coalmine"), timeout=10)
+    created = emulator.read_object(lease, RELEASE_NAMESPACE, "coalmine")
+    await wait_for("a renewal", renewed, timeout=10)
+    await elector.aclose()
+    assert emulator.read_object(lease, RELEASE_NAMESPACE, "coalmine")["spec"]["holderIdentity"] == ""
+    return {g for g in grants_from_requests(emulator) if g[0] == "coordination.k8s.io"}
+
+
 def mirror_bluegreens(grants: set[Grant]) -> set[Grant]:
     """The ``bluegreens`` grants matching the ``canaries`` ones (see the module doc), if BlueGreen is served."""
     if not (ROOT / "crds" / "bluegreen.yaml").exists():
@@ -334,11 +360,17 @@ async def test_cluster_mode_cluster_role_grants_exactly_what_the_operator_uses(
     assert ours, "the recorder saw our adapters' calls"
     assert ours <= seen, f"the emulator saw every call the recorder did: {sorted(ours - seen)}"
     assert ("coalmine.dev", "canaries", "watch") in seen - ours, "kopf's own requests are in the log"
-    used = mirror_bluegreens(seen | await peering_grants(emulator, clusterwide=True))
+    used = mirror_bluegreens(seen)
+    leases = await lease_grants(emulator)
+    peering = await peering_grants(emulator, clusterwide=True)
 
     roles = rendered_rules(chart, {})
-    assert list(roles) == ["ClusterRole/"]
+    assert sorted(roles) == ["ClusterRole/", f"Role/{RELEASE_NAMESPACE}"]
     assert roles["ClusterRole/"] == used, explain(used, roles["ClusterRole/"])
+    assert roles[f"Role/{RELEASE_NAMESPACE}"] == leases, explain(leases, roles[f"Role/{RELEASE_NAMESPACE}"])
+    peered = rendered_rules(chart, {"ha": {"election": "peering"}})
+    assert list(peered) == ["ClusterRole/"]
+    assert peered["ClusterRole/"] == used | peering, explain(used | peering, peered["ClusterRole/"])
 
 
 async def test_namespaced_mode_roles_grant_exactly_what_the_operator_uses(
@@ -349,13 +381,19 @@ async def test_namespaced_mode_roles_grant_exactly_what_the_operator_uses(
         seed_world(emulator, prom)
         run = OperatorRun(emulator, test_config(prom), clusterwide=False)
         await full_rollout(emulator, run)
-    used = grants_from_requests(emulator) | await peering_grants(emulator, clusterwide=False)
-    used = mirror_bluegreens(used)
+    used = mirror_bluegreens(grants_from_requests(emulator))
+    leases = await lease_grants(emulator)
+    peering = await peering_grants(emulator, clusterwide=False)
     cluster_scoped = {"customresourcedefinitions", "namespaces"}
     in_namespace = {g for g in used if g[1] not in cluster_scoped}
     cluster_wide = {g for g in used if g[1] in cluster_scoped}
 
-    roles = rendered_rules(chart, {"watch": {"mode": "namespaced", "namespaces": [NS]}})
-    assert sorted(roles) == ["ClusterRole/", f"Role/{NS}"]
+    watch = {"mode": "namespaced", "namespaces": [NS]}
+    roles = rendered_rules(chart, {"watch": watch})
+    assert sorted(roles) == ["ClusterRole/", f"Role/{RELEASE_NAMESPACE}", f"Role/{NS}"]
     assert roles[f"Role/{NS}"] == in_namespace, explain(in_namespace, roles[f"Role/{NS}"])
     assert roles["ClusterRole/"] == cluster_wide, explain(cluster_wide, roles["ClusterRole/"])
+    assert roles[f"Role/{RELEASE_NAMESPACE}"] == leases, explain(leases, roles[f"Role/{RELEASE_NAMESPACE}"])
+    peered = rendered_rules(chart, {"watch": watch, "ha": {"election": "peering"}})
+    assert sorted(peered) == ["ClusterRole/", f"Role/{NS}"]
+    assert peered[f"Role/{NS}"] == in_namespace | peering, explain(in_namespace | peering, peered[f"Role/{NS}"])

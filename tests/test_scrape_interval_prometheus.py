@@ -15,13 +15,14 @@ counting allows itself. The looks go through the operator's ``build_look`` and a
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 from fakekube import FakeKube
@@ -33,6 +34,8 @@ from controller.backtest import CanaryIdentity, PrometheusLooks, plan_looks
 from controller.kube.api import KubeApi
 from controller.operator.context import OperatorConfig, OperatorContext
 from controller.operator.looks import build_look
+from controller.providers import ProviderConfig
+from controller.providers.prometheus import PrometheusProvider
 from controller.rollout.judging import policy_from_spec
 from controller.rollout.spec import parse_canary_spec
 from e2e.sandbox.prometheus import PrometheusUnavailable, RunningPrometheus, ensure_installed
@@ -205,17 +208,26 @@ def test_30s_looks_on_30s_scrapes_count_each_scrape_once_and_the_judge_decides(
     # Look boundaries half-way between scrapes; look i holds scrape i.
     ends = [first + SCRAPE_S / 2 + SCRAPE_S * index for index in range(LOOKS)]
     windows = [(end - SCRAPE_S, end) for end in ends]
-    ctx = OperatorContext(config=OperatorConfig(metrics_server=url), api=cast(KubeApi, FakeKube()))
+
+    async def operator_look(name: str, spec: Any, window: tuple[float, float]) -> Look:
+        ctx = OperatorContext(config=OperatorConfig(metrics_server=url), api=cast(KubeApi, FakeKube()))
+        try:
+            return await build_look(ctx, name, NS, spec, policy_from_spec(spec), window)
+        finally:
+            await ctx.aclose()
+
     specs = {name: parse_canary_spec(_canary(name)["spec"]) for name in ("podinfo", "healthy")}  # type: ignore[arg-type]
     live: dict[str, list[Look]] = {name: [] for name in specs}
     for window in windows:
         _sleep_until(window[1])
         for name, spec in specs.items():
-            live[name].append(build_look(ctx, name, NS, spec, policy_from_spec(spec), window))
+            live[name].append(asyncio.run(operator_look(name, spec, window)))
 
     for name, spec in specs.items():
         identity = CanaryIdentity(name, NS, name, name)
-        replay = PrometheusLooks(ctx.provider(url), identity, plan_looks(spec, identity, {}))
+        replay = PrometheusLooks(
+            PrometheusProvider.from_config(ProviderConfig(url)), identity, plan_looks(spec, identity, {})
+        )
         for index, (window, look) in enumerate(zip(windows, live[name], strict=True)):
             scraped = state.scraped_between(*window)
             expected = (scraped[name], scraped[name + "-primary"])

@@ -45,7 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if stop.exit_code:
                 return stop.exit_code
     typer.echo(
-        "\nTry your own settings: coalmine simulate -f examples/demo-canary.yaml --runs 500 --canary-error-rate 0.01"
+        "\nTry your own settings: "
+        "coalmine simulate -f examples/demo-canary.yaml --rps 100 --runs 500 --canary-error-rate 0.01"
     )
     return 0
 

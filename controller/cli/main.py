@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
-from controller.cli import judge, run, sandbox, simulate, validate
+from controller.cli import judge, plan, run, sandbox, simulate, validate
+from controller.cli.console import version_callback, whole_help_when_piped
+
+whole_help_when_piped()
 
 app = typer.Typer(
     name="coalmine",
@@ -16,12 +21,18 @@ app = typer.Typer(
 
 
 @app.callback()
-def main() -> None:
+def main(
+    _version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=version_callback("coalmine"), help="Print the version."),
+    ] = False,
+) -> None:
     """Coalmine: progressive delivery for Kubernetes with always-valid canary analysis."""
 
 
 # Subcommand registrations (one line per module; keep sorted).
 app.command("judge")(judge.judge_command)
+app.command("plan")(plan.plan_command)
 app.command("run")(run.run_command)
 app.command("sandbox")(sandbox.sandbox_command)
 app.command("simulate")(simulate.simulate_command)

@@ -23,11 +23,14 @@ import yaml
 from rich.console import Console, RenderableType
 from rich.live import Live
 
+from controller.cli.console import version_callback, whole_help_when_piped
+from controller.cli.dashboard.command import dashboard_command
 from controller.cli.kubectl.access import PluginError, connect, find_rollout, list_events, list_rollouts
 from controller.cli.kubectl.actions import RequestResult, precheck, send_request
 from controller.cli.kubectl.render import detail_view, explain_view, rollout_table
 from controller.cli.kubectl.summary import events_about, now_epoch, summarize
 from controller.cli.kubectl.waiting import wait_for_rollout
+from controller.cli.kubectl.workloads import rollout_workloads
 from controller.rollout.durations import DurationError, parse_duration
 from controller.rollout.phases import ManualAction
 
@@ -38,6 +41,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+whole_help_when_piped()
 
 WATCH_INTERVAL_S = 2.0
 
@@ -63,7 +68,14 @@ NoWaitOpt = Annotated[bool, typer.Option("--no-wait", help="Write the request an
 
 
 @app.callback()
-def main() -> None:
+def main(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=version_callback("kubectl-coalmine"), help="Print the version."
+        ),
+    ] = False,
+) -> None:
     """See, gate and steer Coalmine rollouts (Canaries and BlueGreens)."""
 
 
@@ -119,7 +131,9 @@ def get_command(
                 obj = find_rollout(cluster, cluster.namespace, name)
                 summary = summarize(obj)
                 events = events_about(list_events(cluster, cluster.namespace, summary.kind, name), summary.kind, name)
-                return detail_view(summary, events, now), summary.detail(now, events)
+                workloads = rollout_workloads(cluster, cluster.namespace, obj)
+                data = {**summary.detail(now, events), "workloads": workloads}
+                return detail_view(summary, events, now, workloads), data
             summaries = [summarize(o) for o in list_rollouts(cluster, None if all_namespaces else cluster.namespace)]
             return rollout_table(summaries, now), {"items": [s.row(now) for s in summaries]}
 
@@ -287,3 +301,6 @@ def explain_command(
         _console().print(explain_view(summary, events))
         return
     _print_data(summary.explanation(events), output)
+
+
+app.command("dashboard")(dashboard_command)

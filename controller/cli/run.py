@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import uuid
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -14,6 +16,7 @@ import typer
 from controller.logredact import remember_secret
 from controller.notify.config import ProviderConfig, ProviderConfigError
 from controller.operator.context import OperatorConfig, parse_selector
+from controller.operator.leader import LEASE_DURATION_S, RENEW_DEADLINE_S, RETRY_PERIOD_S, ElectionConfig
 from controller.operator.runtime import (
     NoCluster,
     build_context,
@@ -54,7 +57,7 @@ def run_command(
             "--shard",
             metavar="I/N",
             help="Only Canaries/BlueGreens whose namespace/name hashes (SHA-256) to shard I of N (0-based): N "
-            "operators with --shard 0/N … N-1/N share a cluster, each with its own --peering name.",
+            "operators with --shard 0/N … N-1/N share a cluster, each with its own --lease-name (or --peering name).",
         ),
     ] = "0/1",
     metrics_server: Annotated[
@@ -73,6 +76,30 @@ def run_command(
     ] = Provider.ISTIO,
     peering: Annotated[str | None, typer.Option(help="kopf peering name for HA (one active replica).")] = None,
     priority: Annotated[int | None, typer.Option(help="This replica's peering priority (default: random).")] = None,
+    leader_elect: Annotated[
+        bool,
+        typer.Option(
+            "--leader-elect",
+            help="HA with fencing: only the holder of a coordination.k8s.io Lease acts, and it stops acting when it "
+            "cannot renew the Lease within the renew deadline (instead of --peering).",
+        ),
+    ] = False,
+    lease_name: Annotated[str, typer.Option(help="The Lease of --leader-elect.")] = "coalmine",
+    lease_namespace: Annotated[
+        str | None,
+        typer.Option(help="The Lease's namespace (default: POD_NAMESPACE, the pod's own namespace, or default)."),
+    ] = None,
+    identity: Annotated[
+        str | None,
+        typer.Option(help="This replica's holderIdentity (default: POD_NAME, else host name + a random id)."),
+    ] = None,
+    lease_duration: Annotated[
+        float, typer.Option(help="Seconds a standby waits, by its own clock, after the Lease last changed.")
+    ] = LEASE_DURATION_S,
+    renew_deadline: Annotated[
+        float, typer.Option(help="Seconds without a successful renewal after which the leader stops acting.")
+    ] = RENEW_DEADLINE_S,
+    retry_period: Annotated[float, typer.Option(help="Seconds between tries to acquire or renew.")] = RETRY_PERIOD_S,
     hook_secret_file: Annotated[
         Path | None, typer.Option(help="File with the HMAC key that signs webhook requests.")
     ] = None,
@@ -100,6 +127,23 @@ def run_command(
         default_alert = ProviderConfig.from_flags(default_alert_url, type=default_alert_type)
     except ProviderConfigError as error:
         raise typer.BadParameter(str(error), param_hint="--default-alert-url") from error
+    if leader_elect and peering:
+        raise typer.BadParameter("--leader-elect replaces --peering: give one of them", param_hint="--peering")
+    try:
+        election = (
+            ElectionConfig(
+                name=lease_name,
+                namespace=lease_namespace or _own_namespace(),
+                identity=identity or _own_identity(),
+                lease_duration_s=lease_duration,
+                renew_deadline_s=renew_deadline,
+                retry_period_s=retry_period,
+            )
+            if leader_elect
+            else None
+        )
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--leader-elect") from error
     hook_secret = hook_secret_file.read_bytes().strip() if hook_secret_file else None
     remember_secret(hook_secret, default_alert_url)
     config = OperatorConfig(
@@ -120,7 +164,7 @@ def run_command(
     except NoCluster as error:
         typer.echo(f"coalmine run: {error}", err=True)
         raise typer.Exit(1) from None
-    ctx = build_context(config, configuration)
+    ctx = build_context(config, configuration, election)
     tune_garbage_collector()
     endpoint = ctx.metrics.serve(metrics_port) if metrics_port else None
     settings = kopf.OperatorSettings()
@@ -140,3 +184,23 @@ def run_command(
     finally:
         if endpoint is not None:
             endpoint.close()
+
+
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def _own_namespace() -> str:
+    """The pod's namespace (the downward API's POD_NAMESPACE, or the service account's), else ``default``."""
+    found = os.environ.get("POD_NAMESPACE")
+    if not found:
+        try:
+            found = SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
+        except OSError:
+            found = ""
+    return found or "default"
+
+
+def _own_identity() -> str:
+    """POD_NAME (unique among the pods), else the host name with a random suffix: two processes on one machine
+    must never share an identity, or both would think they hold the Lease (as client-go advises)."""
+    return os.environ.get("POD_NAME") or f"{socket.gethostname()}_{uuid.uuid4().hex[:12]}"

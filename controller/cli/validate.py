@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -19,8 +20,10 @@ import typer
 import yaml
 
 from controller.cli.manifest_yaml import load_all
+from controller.cli.rps_check import rps_warnings
 from controller.cli.scrape_interval import scrape_interval_warnings
 from controller.cli.skipped import skip_reason
+from controller.cli.yaml_words import describe_yaml_error
 from controller.rollout.durations import DurationError, parse_duration
 from controller.rollout.provider_rules import Provider, with_default_provider
 from controller.rollout.validation import Problem, is_checked_document, validate_document
@@ -51,6 +54,7 @@ class DocumentResult:
 class Tally:
     results: list[DocumentResult] = field(default_factory=list)
     skipped: int = 0
+    skipped_kinds: Counter[str] = field(default_factory=Counter)  # kind → how many were skipped
     noted: list[dict[str, str | None]] = field(default_factory=list)  # skipped documents worth a line (why)
 
 
@@ -94,9 +98,23 @@ def _documents(label: str, text: str) -> Iterator[Any]:
         yield from load_all(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
         problem = getattr(error, "problem", None) or str(error)
-        raise ValueError(f"{where}YAML syntax error: {problem}") from error
+        line, column = (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
+        raise ValueError(describe_yaml_error(problem, line, column)) from error
+
+
+def _kind_of(document: Any) -> str:
+    kind = document.get("kind") if isinstance(document, Mapping) else None
+    return str(kind) if kind else "document without a kind"
+
+
+def _skipped_summary(kinds: Counter[str]) -> str:
+    """``: 2 Deployment, 1 Service`` — what was skipped, so "0 invalid" is not read as "everything was checked"."""
+    if not kinds:
+        return ""
+    return ": " + ", ".join(
+        f"{count} {kind}" for kind, count in sorted(kinds.items(), key=lambda item: (-item[1], item[0]))
+    )
 
 
 def _flatten(document: Any) -> Iterator[Any]:
@@ -107,7 +125,9 @@ def _flatten(document: Any) -> Iterator[Any]:
         yield document
 
 
-def _check_file(label: str, tally: Tally, scrape_s: float | None = None, default_provider: str = "istio") -> None:
+def _check_file(
+    label: str, tally: Tally, scrape_s: float | None = None, default_provider: str = "istio", rps: float | None = None
+) -> None:
     try:
         text = sys.stdin.read() if label == STDIN else Path(label).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
@@ -119,6 +139,7 @@ def _check_file(label: str, tally: Tally, scrape_s: float | None = None, default
             for item in _flatten(document):
                 if not is_checked_document(item):
                     tally.skipped += 1
+                    tally.skipped_kinds[_kind_of(item)] += 1
                     if (reason := skip_reason(item)) is not None:
                         name = (item.get("metadata") or {}).get("name") if isinstance(item, Mapping) else None
                         kind = item.get("kind") if isinstance(item, Mapping) else None
@@ -134,7 +155,8 @@ def _check_file(label: str, tally: Tally, scrape_s: float | None = None, default
                         report.flagger,
                         _as_dicts(report.problems),
                         _as_dicts(report.warnings)
-                        + (scrape_interval_warnings(item, scrape_s) if scrape_s is not None else []),
+                        + (scrape_interval_warnings(item, scrape_s) if scrape_s is not None else [])
+                        + (rps_warnings(item, rps) if rps is not None and report.valid else []),
                     )
                 )
     except ValueError as error:
@@ -179,8 +201,21 @@ def validate_command(
             "(Flagger's -mesh-provider).",
         ),
     ] = Provider.ISTIO,
+    rps: Annotated[
+        float | None,
+        typer.Option(
+            "--rps",
+            help="Total requests per second at the service: warn when the canary cannot reach minRequests before "
+            "it would promote (docs/plan.md).",
+        ),
+    ] = None,
+    json_flag: Annotated[
+        bool, typer.Option("--json", hidden=True, help="Not an option: --output json is (kubectl's spelling).")
+    ] = False,
 ) -> None:
     """Validate Canary, MetricTemplate and AlertProvider manifests (Coalmine's and Flagger's)."""
+    if json_flag:
+        raise typer.BadParameter("there is no --json; for JSON write --output json (or -o json)", param_hint="'--json'")
     scrape_s: float | None = None
     if scrape_interval is not None:
         try:
@@ -189,9 +224,11 @@ def validate_command(
             raise typer.BadParameter(str(error), param_hint="'--scrape-interval'") from error
         if scrape_s <= 0:
             raise typer.BadParameter("must be positive", param_hint="'--scrape-interval'")
+    if rps is not None and not rps > 0:
+        raise typer.BadParameter("must be positive", param_hint="'--rps'")
     tally = Tally()
     for label in _files(paths):
-        _check_file(label, tally, scrape_s, default_provider.value)
+        _check_file(label, tally, scrape_s, default_provider.value, rps)
     failed = [result for result in tally.results if not result.valid or (strict and result.warnings)]
     if output is OutputFormat.JSON:
         typer.echo(json.dumps([asdict(result) for result in tally.results] + tally.noted, indent=2))
@@ -203,7 +240,7 @@ def validate_command(
             typer.echo(f"{note['file']}: {note['kind']}/{note['name']}: {note['skipped']}")
         typer.echo(
             f"{len(tally.results)} document(s) checked, {len(failed)} invalid, "
-            f"{tally.skipped} other document(s) skipped"
+            f"{tally.skipped} other document(s) skipped{_skipped_summary(tally.skipped_kinds)}"
         )
     if failed:
         raise typer.Exit(1)

@@ -131,6 +131,8 @@ def register_kind(
         return None
 
     async def one_tick(ctx: OperatorContext, body: kopf.Body, now: float) -> None:
+        if not ctx.leadership.leading:
+            return  # a standby (coalmine run --leader-elect): the daemon keeps its schedule, the tick does nothing
         view = current_view(ctx, body)
         started = time.monotonic()
         problem = await owner_problem(ctx, view)
@@ -197,6 +199,8 @@ def register_kind(
     async def deleted(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
         """Run ticks with ``deleting`` set until the engine releases the object (``revertOnDeletion`` restores)."""
         ctx: OperatorContext = memo["ctx"]
+        if not ctx.leadership.leading:  # a standby: the leader restores and releases it (the same finalizer)
+            raise kopf.TemporaryError(f"not the leader: the leader handles the {kind}'s deletion", delay=1.0)
         uid = str(body["metadata"]["uid"])
         async with ctx.tick_locks.setdefault(uid, asyncio.Lock()):  # the daemon's last tick finishes first
             view = current_view(ctx, body)

@@ -51,6 +51,7 @@ CANARIES = Resource("coalmine.dev", "v1alpha1", "canaries", "Canary")
 BLUEGREENS = Resource("coalmine.dev", "v1alpha1", "bluegreens", "BlueGreen")
 METRIC_TEMPLATES = Resource("coalmine.dev", "v1alpha1", "metrictemplates", "MetricTemplate")
 ALERT_PROVIDERS = Resource("coalmine.dev", "v1alpha1", "alertproviders", "AlertProvider")
+LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease")  # leader election (controller.operator.leader)
 
 
 class PatchType(StrEnum):

@@ -3,7 +3,8 @@
 A thin, synchronous wrapper over the official ``kubernetes`` client's ``ApiClient`` that speaks plain dicts (the
 same shape ``kubectl get -o json`` prints), so the pure builders in :mod:`controller.kube.objects` and
 :mod:`controller.routers.istio` can produce and compare objects without model classes. The operator calls it from
-kopf's sync handlers (threads); it never runs on the event loop.
+its bounded pool of worker threads (:meth:`controller.operator.context.OperatorContext.blocking`); it never runs on
+the event loop.
 
 What it adds over raw requests:
 
@@ -19,17 +20,15 @@ real HTTP against the emulated API server.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
+import orjson
 import urllib3
 from kubernetes.client import ApiClient, Configuration
-from urllib3.util.retry import Retry
 
 from controller.kube.api import (
     CANARIES,
@@ -61,9 +60,6 @@ from controller.kube.errors import (
     ApiUnavailable,
 )
 from controller.kube.objects import build_event
-from controller.providers import jsonwire
-from controller.providers.cooperative import offload
-from controller.providers.keepalive import OriginPool
 
 __all__ = [
     "CANARIES",
@@ -82,7 +78,6 @@ __all__ = [
     "PatchType",
     "Recorder",
     "Resource",
-    "WatchStream",
     "create_or_update",
     "deep_merge",
     "describe",
@@ -122,57 +117,12 @@ def _api_error(what: str, status: int, message: str) -> ApiError:
 _VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
 
 
-class WatchStream:
-    """The lines of one watch answer, each parsed (``{"type": …, "object": …}``); :meth:`close` ends it from another
-    thread (the reader then sees the stream end)."""
-
-    def __init__(self, response: Any, what: str) -> None:
-        self._response = response
-        self._what = what
-        self._closed = False
-        # Closing the response from another thread does not wake a reader blocked in recv(); shutting the socket
-        # down does.
-        self._socket = getattr(getattr(response, "connection", None), "sock", None)
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        pending = b""
-        try:
-            for chunk in self._response.stream(65536, decode_content=True):
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    if line.strip():
-                        yield json.loads(line)
-        except Exception as exc:
-            if self._closed:  # closed from another thread mid-read: urllib3 then fails in odd ways; the stream ended
-                return
-            if isinstance(exc, urllib3.exceptions.HTTPError | OSError | ValueError):
-                raise ApiUnavailable(self._what, 0, f"the watch broke: {type(exc).__name__}: {exc}") from exc
-            raise
-        finally:
-            self._response.close()  # never back into the pool: a watch's connection is not reused
-
-    def close(self) -> None:
-        self._closed = True
-        if self._socket is not None:
-            with contextlib.suppress(OSError):
-                self._socket.shutdown(socket.SHUT_RDWR)
-        self._response.close()
-
-
-def _direct_pool(api_client: ApiClient) -> tuple[OriginPool | None, Retry]:
-    """Kept-alive connections to the API server made by the official client's own pool, and its retry rules; no
-    pool when requests go through a proxy (those keep urllib3's proxy handling)."""
-    manager = api_client.rest_client.pool_manager
-    host = api_client.configuration.host
-    if type(manager) is not urllib3.PoolManager:  # a ProxyManager or SOCKSProxyManager
-        return None, Retry.DEFAULT
+def _dumps(body: Any) -> bytes:
+    """A request body as compact JSON (orjson; the standard library for what orjson refuses, e.g. huge ints)."""
     try:
-        pool = manager.connection_from_url(host)
-    except (urllib3.exceptions.LocationValueError, ValueError):
-        return None, Retry.DEFAULT
-    retries = Retry.from_int(pool.retries)
-    return OriginPool.over_pool(pool, max_idle=pool.pool.maxsize if pool.pool is not None else 1), retries
+        return orjson.dumps(body)
+    except TypeError:
+        return json.dumps(body, separators=(",", ":")).encode()
 
 
 class KubeClient:
@@ -195,9 +145,6 @@ class KubeClient:
         self._recorder = recorder
         self._timeout_s = timeout_s
         self._instance = instance
-        self._timeout = urllib3.Timeout(total=timeout_s)
-        self._direct, self._retries = _direct_pool(api_client)
-        self._prefix = urlsplit(api_client.configuration.host).path.rstrip("/")
 
     @classmethod
     def from_configuration(
@@ -217,8 +164,6 @@ class KubeClient:
         return cls(ApiClient(configuration), recorder=recorder, timeout_s=timeout_s, instance=instance)
 
     def close(self) -> None:
-        if self._direct is not None:
-            self._direct.close()
         self._api.close()  # type: ignore[no-untyped-call]
 
     # -- plumbing ---------------------------------------------------------------------------------------------
@@ -251,8 +196,8 @@ class KubeClient:
         if not data:
             return status, {}
         try:
-            return status, jsonwire.loads(data)
-        except ValueError as exc:
+            return status, orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
             raise ApiUnavailable(what, status, "the API server answered with something that is not JSON") from exc
 
     def _headers(self, content_type: str) -> dict[str, str]:
@@ -265,32 +210,14 @@ class KubeClient:
         return headers
 
     def _exchange(self, method: str, path: str, what: str, *, body: Any, content_type: str) -> tuple[int, bytes]:
-        """Send one request and read its whole answer: ``(status, body)``.
-
-        Without a proxy, over the kept-alive connections of :class:`~controller.providers.keepalive.OriginPool`,
-        which the official client's own pool makes (its TLS, client-certificate and hostname settings) and which
-        obey its retry settings; an exchange costs about a fifth of the CPU of urllib3's ``urlopen`` with
-        ``http.client`` under it. Through a proxy, with :meth:`_send`.
-        """
-        if self._direct is None:  # urllib3 end to end: blocking, so in a worker thread when cooperating
-            return offload(self._proxied, method, path, what, body=body, content_type=content_type)
-        data = None if body is None else jsonwire.dumps(body)
-        try:
-            answer = self._direct.urlopen(
-                method, self._prefix + path, self._headers(content_type), self._timeout, self._retries, body=data
-            )
-        except urllib3.exceptions.HTTPError as exc:
-            raise ApiUnavailable(what, 0, f"{method} failed: {type(exc).__name__}: {exc}") from exc
-        except ValueError as exc:  # a header (e.g. a token) or a path that cannot be sent
-            raise ApiUnavailable(what, 0, f"{method} cannot be sent: {exc}") from exc
-        return answer.status, answer.data
-
-    def _proxied(self, method: str, path: str, what: str, *, body: Any, content_type: str) -> tuple[int, bytes]:
+        """Send one request and read its whole answer: ``(status, body)``, through :meth:`_send`."""
         response = self._send(method, path, what, body=body, content_type=content_type, timeout_s=self._timeout_s)
         try:
-            return int(response.status), response.read()
+            return int(response.status), response.data
         except urllib3.exceptions.HTTPError as exc:
             raise ApiUnavailable(what, 0, f"{method} failed: {type(exc).__name__}: {exc}") from exc
+        finally:
+            response.release_conn()
 
     def _send(
         self,
@@ -311,7 +238,7 @@ class KubeClient:
         """
         configuration = self._api.configuration
         headers = self._headers(content_type)
-        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        data = None if body is None else _dumps(body)
         timeout = (
             urllib3.Timeout(connect=timeout_s[0], read=timeout_s[1])
             if isinstance(timeout_s, tuple)
@@ -319,40 +246,17 @@ class KubeClient:
         )
         try:
             return self._api.rest_client.pool_manager.request(
-                method, configuration.host + path, body=data, headers=headers, timeout=timeout, preload_content=False
+                method,
+                configuration.host.rstrip("/") + path,
+                body=data,
+                headers=headers,
+                timeout=timeout,
+                preload_content=False,
             )
         except urllib3.exceptions.HTTPError as exc:
             raise ApiUnavailable(what, 0, f"{method} failed: {type(exc).__name__}: {exc}") from exc
-
-    # -- watching (for controller.kube.watchcache) ----------------------------------------------------------------
-
-    def list_version(self, resource: Resource, namespace: str) -> str:
-        """The ``resourceVersion`` of a list of ``resource`` (all namespaces if empty): where a watch starts.
-
-        Asks for one item only (``limit=1``): the version is that of the whole collection either way.
-        """
-        _, answer = self._request("GET", resource, namespace or None, query={"limit": "1"}, list_call=True)
-        return str((answer.get("metadata") or {}).get("resourceVersion") or "")
-
-    def watch(
-        self, resource: Resource, namespace: str, resource_version: str, *, timeout_s: float = 240.0
-    ) -> WatchStream:
-        """Open a watch of ``resource`` from ``resource_version``; the server ends it after ``timeout_s``."""
-        if self._recorder is not None:
-            self._recorder(ApiCall("watch", resource.group, resource.plural))
-        query = {
-            "watch": "true",
-            "resourceVersion": resource_version,
-            "allowWatchBookmarks": "true",
-            "timeoutSeconds": str(int(timeout_s)),
-        }
-        path = resource.path(namespace or None) + "?" + urlencode(query)
-        what = f"a watch of {resource.kind} objects" + (f" in {namespace}" if namespace else "")
-        response = self._send("GET", path, what, timeout_s=(5.0, timeout_s + 30))
-        status = int(response.status)
-        if status >= 300:
-            raise _api_error(what, status, _status_message(response.read()))
-        return WatchStream(response, what)
+        except ValueError as exc:  # a header (e.g. a token) or a path that cannot be sent
+            raise ApiUnavailable(what, 0, f"{method} cannot be sent: {exc}") from exc
 
     # -- KubeApi ----------------------------------------------------------------------------------------------
 

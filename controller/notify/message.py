@@ -17,13 +17,15 @@ class WorkloadKind(StrEnum):
 _ACTIVE_PHASES = frozenset({Phase.WAITING, Phase.PROGRESSING, Phase.WAITING_PROMOTION})
 
 
-def action_commands(name: str, namespace: str, phase: str) -> tuple[str, ...]:
+def action_commands(name: str, namespace: str, phase: str, *, inconclusive: bool = False) -> tuple[str, ...]:
     """The exact ``kubectl coalmine`` commands that make sense in ``phase`` (copy-pasteable from the chat).
 
     While a rollout can still go either way a person can open the gate or stop it; after a failure they can retry
     the same revision; otherwise only ``explain`` (why the controller did what it did) is useful.
     """
     target = f"{name} -n {namespace}"
+    if inconclusive:  # paused on weak evidence (onInconclusive: pause): move on, keep looking, or roll back
+        return tuple(f"kubectl coalmine {verb} {target}" for verb in ("promote", "resume", "abort"))
     if phase in _ACTIVE_PHASES:
         return (f"kubectl coalmine promote {target}", f"kubectl coalmine abort {target}")
     if phase == Phase.FAILED:

@@ -38,6 +38,7 @@ WARN_REASONS = frozenset(
         Reason.POST_ROLLOUT_FAILED,
         Reason.ROUTES_DRIFTED,
         Reason.USER_PAUSED,
+        Reason.INCONCLUSIVE_PAUSE,
     }
 )
 """The rollout waits for a person or cannot judge (Flagger alerts "waiting for approval" as warn)."""

@@ -34,7 +34,7 @@ from controller.notify.registry import build_notifier
 from controller.notify.severity import alerts_for, is_muted, is_notable, severity_for
 from controller.operator.context import OperatorContext
 from controller.operator.credentials import check_credential_use, decode_secret
-from controller.rollout.decision import Event
+from controller.rollout.decision import Event, Reason
 from controller.rollout.messages import MESSAGE_LIMIT, bounded, is_cut
 from controller.rollout.outbox import OUTBOX_KEY, entry_id
 from controller.rollout.spec import CanarySpec, HookType, WebhookSpec
@@ -239,7 +239,9 @@ async def deliver(
                 revision=status.last_applied_spec or "",
                 image=_image(target),
                 evidence=evidence_line(status.evidence),
-                commands=action_commands(name, namespace, status.phase.value),
+                commands=action_commands(
+                    name, namespace, status.phase.value, inconclusive=event.reason is Reason.INCONCLUSIVE_PAUSE
+                ),
                 key=key,
                 kind=WorkloadKind.BLUE_GREEN if canary.get("kind") == WorkloadKind.BLUE_GREEN else WorkloadKind.CANARY,
             )

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -19,10 +22,11 @@ from controller.kube.api import KubeApi
 from controller.metrics import OperatorMetrics
 from controller.notify.config import ProviderConfig as AlertConfig
 from controller.notify.delivery import ClientPool, DeliveryStats
+from controller.operator.leader import Leadership
 from controller.operator.owners import TargetIndex
 from controller.operator.sharding import EVERYTHING, Shard
-from controller.providers import MetricProvider, ProviderConfig, create_provider
-from controller.providers.cooperative import run_cooperatively
+from controller.providers import AsyncMetricProvider, ProviderConfig, create_async_provider
+from controller.providers.shared import SharedAnswers, ShareStats
 
 if TYPE_CHECKING:
     from controller.operator.writes import WrittenStatus
@@ -56,6 +60,9 @@ class OperatorConfig:
     """The router of Canaries/BlueGreens without ``spec.provider`` (Flagger's ``-mesh-provider``)."""
     selector: tuple[tuple[str, str | None], ...] = ()
     """Only Canaries/BlueGreens with these labels (value None: the label is present, any value), for sharding."""
+    batch_looks: bool = True
+    """Looks of one namespace share their count and built-in queries, on a grid of ``tick_seconds``
+    (:mod:`controller.providers.batching`); off, every look reads its own series at its own instants."""
     shard: Shard = EVERYTHING
     """Only Canaries/BlueGreens whose ``namespace/name`` hashes to this shard (``coalmine run --shard I/N``; see
     :mod:`controller.operator.sharding`); the default is every object."""
@@ -93,6 +100,8 @@ class OperatorContext:
     alert_clients: ClientPool = field(default_factory=ClientPool)
     alert_stats: DeliveryStats = field(default_factory=DeliveryStats)
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
+    query_stats: ShareStats = field(default_factory=ShareStats)
+    """How many Prometheus queries the looks asked, and how many were sent (the rest were shared)."""
     written_status: dict[str, WrittenStatus] = field(default_factory=dict)  # see controller.operator.writes
     target_indexes: defaultdict[str, TargetIndex] = field(default_factory=lambda: defaultdict(TargetIndex))
     """kind → which of its objects target which Deployment (see controller.operator.owners)."""
@@ -103,28 +112,41 @@ class OperatorContext:
     """uid → outbox entry id → its delivery while running, None once done (see controller.operator.outbox)."""
     closing: bool = False
     """Set when the operator shuts down: no tick starts any more (kopf stops the daemons only after cleanup)."""
-    _providers: dict[tuple[str, str, bool], MetricProvider] = field(default_factory=dict)
+    leadership: Leadership = field(default_factory=Leadership)
+    """Whether this replica may act now (``coalmine run --leader-elect``: :mod:`controller.operator.leader`); always
+    leading without leader election. A standby's ticks skip, and a tick that loses it mid-way starts no effect."""
+    _providers: dict[tuple[str, str, bool], AsyncMetricProvider] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _in_flight: asyncio.Semaphore | None = None
+
+    _executor: ThreadPoolExecutor | None = None
 
     async def blocking(self, function: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run a tick's blocking-style work (client calls) on the event loop's thread, its waits on the loop
-        (:func:`~controller.providers.cooperative.run_cooperatively`); at most ``config.concurrency`` at once."""
-        if self._in_flight is None:
-            self._in_flight = asyncio.Semaphore(self.config.concurrency)
-        async with self._in_flight:
-            return await run_cooperatively(function, *args, **kwargs)
+        """Run a tick's blocking work (the official Kubernetes client's calls) in the operator's worker threads, at
+        most ``config.concurrency`` at once, in a copy of the caller's context variables (as ``asyncio.to_thread``).
+
+        A pool of its own rather than asyncio's default one, so a burst of ticks cannot starve kopf's own use of
+        the default pool; and bounded, so thousands of Canaries due together keep at most ``concurrency``
+        connections to the API server.
+        """
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=self.config.concurrency, thread_name_prefix="coalmine")
+        call = functools.partial(contextvars.copy_context().run, function, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     def provider(
         self, address: str, credentials: Mapping[str, str] | None = None, insecure: bool = False
-    ) -> MetricProvider:
-        """A cached metric provider per (address, credentials, TLS switch); built lazily, thread-safe."""
+    ) -> AsyncMetricProvider:
+        """A cached event-loop provider per (address, credentials, TLS switch); built lazily, thread-safe.
+
+        Each has one ``httpx.AsyncClient`` holding at most ``config.concurrency`` connections to its server, so
+        however many looks are in flight, a Prometheus sees a bounded number of them; :meth:`aclose` closes it.
+        """
         creds = dict(credentials or {})
         key = (address, repr(sorted(creds.items())), insecure)
         with self._lock:
             found = self._providers.get(key)
             if found is None:
-                found = create_provider(
+                found = create_async_provider(
                     ProviderConfig(
                         address=address,
                         credentials=creds,
@@ -133,6 +155,8 @@ class OperatorContext:
                         max_connections=self.config.concurrency,
                     )
                 )
+                if self.config.batch_looks:  # the looks of one namespace and grid step share their queries
+                    found = SharedAnswers(found, stats=self.query_stats)
                 self._providers[key] = found
             return found
 
@@ -152,11 +176,11 @@ class OperatorContext:
         close_api = getattr(self.api, "close", None)
         if callable(close_api):
             close_api()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
         await self.http.aclose()
         await self.alert_clients.aclose()
         with self._lock:
             providers, self._providers = list(self._providers.values()), {}
         for provider in providers:
-            close = getattr(provider, "close", None)
-            if callable(close):
-                close()
+            await provider.aclose()

@@ -1,15 +1,18 @@
-"""Run one look for one Canary: render its metric queries, read Prometheus, and return the judge's input.
+"""Run one look for one Canary: read its MetricTemplates and Secrets, query Prometheus, return the judge's input.
 
-Effectful (reads MetricTemplates, Secrets and Prometheus); run by ``ctx.blocking``. Metrics are grouped by the
-provider that serves them so each look sends at most one query per metric (plus the per-arm count queries), and a
-broken template or unreachable provider becomes an error on *that* metric, never an exception that hides the rest.
+A coroutine on the operator's event loop. The Kubernetes reads (the blocking ``KubeApi``) run through
+``ctx.blocking``; the queries go through the cached :class:`~controller.providers.AsyncMetricProvider` of each
+provider, every provider's queries concurrently. The rendering is the pure
+:func:`~controller.providers.plan.render_canary_looks` the backtest uses too: metrics are grouped by the provider
+that serves them, so each look sends at most one query per metric (plus the per-arm count queries), and a broken
+template, Secret or unreachable provider becomes an error on *that* provider's metrics, never an exception that
+hides the rest.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+import asyncio
+from collections.abc import Iterable, Mapping
 
 from analysis.policy import JudgePolicy
 from analysis.samples import ArmValues, Look, ThresholdValue
@@ -18,40 +21,16 @@ from controller.kube.errors import KubeError
 from controller.operator.context import OperatorContext
 from controller.operator.credentials import check_credential_use, decode_secret, template_address
 from controller.providers import ProviderError
-from controller.providers.looks import LookRequest, ThresholdQuery, collect_look
-from controller.providers.queries import (
-    BuiltinMetric,
-    BuiltinName,
-    TemplateError,
-    TemplateModel,
-    arm_models,
-    prom_duration,
-    render_template,
-)
-from controller.providers.querysets import QuerySetName
-from controller.rollout.spec import CanarySpec, MetricSpec, metrics_query_set
+from controller.providers.looks import LookRequest, collect_look_async
+from controller.providers.render import CanaryIdentity, ProviderKey, render_canary_looks
+from controller.rollout.spec import CanarySpec, MetricSpec
 
-ProviderKey = tuple[str, str, str, bool]  # address, secret namespace, secret name, insecureSkipVerify
+__all__ = ["ProviderKey", "build_look"]
+
+_Source = tuple[ProviderKey, str] | ValueError
 
 
-@dataclass
-class _Group:
-    thresholds: dict[str, ThresholdQuery] = field(default_factory=dict)
-    compared: dict[str, tuple[str, str]] = field(default_factory=dict)
-
-
-def _model(canary_name: str, namespace: str, spec: CanarySpec, metric: MetricSpec) -> TemplateModel:
-    return TemplateModel(
-        name=canary_name,
-        namespace=namespace,
-        target=spec.target_ref.name,
-        service=spec.service.name or spec.target_ref.name,
-        interval=prom_duration(metric.interval_s),
-        variables=dict(metric.template_variables),
-    )
-
-
-def build_look(
+async def build_look(
     ctx: OperatorContext,
     canary_name: str,
     namespace: str,
@@ -61,73 +40,61 @@ def build_look(
 ) -> Look:
     """Read everything ``policy`` needs for the look over ``window`` (see module doc)."""
     default: ProviderKey = (spec.metrics_server or ctx.config.metrics_server, "", "", False)
-    groups: dict[ProviderKey, _Group] = {default: _Group()}
-    failed: dict[str, str] = {}
+    templated = [metric for metric in spec.analysis.metrics if metric.template_ref is not None]
+    found = await asyncio.gather(*(_source(ctx, namespace, metric, default) for metric in templated))
+    sources: dict[str, _Source] = {metric.name: source for metric, source in zip(templated, found, strict=True)}
+
+    def template(metric: MetricSpec) -> tuple[ProviderKey, str]:
+        source = sources[metric.name]
+        if isinstance(source, ValueError):
+            raise source
+        return source
+
+    identity = CanaryIdentity(canary_name, namespace, spec.target_ref.name, spec.service.name or spec.target_ref.name)
+    grid = ctx.config.tick_seconds if ctx.config.batch_looks else None
+    rendered = render_canary_looks(identity, spec, policy, window, template, default, grid)
+    keys = list(rendered.requests)
+    read = await asyncio.gather(*(_read(ctx, key, rendered.requests[key]) for key in keys))
+    failed = dict(rendered.failed)
+    looks: dict[ProviderKey, Look] = {}
+    for key, (look, error) in zip(keys, read, strict=True):
+        request = rendered.requests[key]
+        if error is None and look is not None:
+            looks[key] = look
+            continue
+        # Like an unreachable provider, a missing or undecodable provider Secret fails only the metrics this
+        # provider serves (the look then fails its checks), instead of crashing every tick.
+        failed.update({name: str(error) for name in (*request.thresholds, *request.compared)})
+        if request.counts:
+            looks[key] = Look(start=window[0], end=window[1], counts_error=str(error))
     threshold_names = {metric.name for metric in policy.thresholds}
     compared_names = {metric.name for metric in policy.compared}
-    for metric in spec.analysis.metrics:
-        try:
-            key, query = _metric_source(ctx.api, namespace, metric, default)
-        except (KubeError, TemplateError, ValueError) as error:
-            failed[metric.name] = str(error)
-            continue
-        group = groups.setdefault(key, _Group())
-        model = _model(canary_name, namespace, spec, metric)
-        try:
-            if metric.name in threshold_names:
-                group.thresholds[metric.name] = (
-                    BuiltinMetric(BuiltinName(metric.name), metric.interval_s)
-                    if query is None
-                    else render_template(query, model)
-                )
-            if metric.name in compared_names and query is not None:
-                canary_model, primary_model = arm_models(model)
-                group.compared[metric.name] = (
-                    render_template(query, canary_model),
-                    render_template(query, primary_model),
-                )
-        except TemplateError as error:
-            failed[metric.name] = f"MetricTemplate query: {error}"
-    counts = policy.error_rate is not None or policy.latency is not None
-    slow = policy.latency.slow_threshold_ms if policy.latency is not None else None
-    looks: dict[ProviderKey, Look] = {}
-    for key, group in groups.items():
-        wants_counts = counts and key == default
-        if not (group.thresholds or group.compared or wants_counts):
-            continue
-        request = LookRequest(
-            namespace=namespace,
-            target=spec.target_ref.name,
-            start=window[0],
-            end=window[1],
-            thresholds=group.thresholds,
-            compared=group.compared,
-            counts=wants_counts,
-            slow_threshold_ms=slow if wants_counts else None,
-            query_set=QuerySetName(metrics_query_set(spec) or QuerySetName.ISTIO),
-            service=spec.service.name or spec.target_ref.name,
-        )
-        try:
-            provider = ctx.provider(key[0], _credentials(ctx.api, key), insecure=key[3])
-            looks[key] = collect_look(provider, request)
-        except (ProviderError, KubeError, ValueError) as error:
-            # ValueError: a missing or undecodable provider Secret. Like an unreachable provider it fails only the
-            # metrics this provider serves (the look then fails its checks), instead of crashing every tick.
-            for name in group.thresholds:
-                failed[name] = str(error)
-            for name in group.compared:
-                failed[name] = str(error)
-            if wants_counts:
-                looks[key] = Look(start=window[0], end=window[1], counts_error=str(error))
     return _merge(window, looks.get(default), looks.values(), failed, threshold_names, compared_names)
 
 
-def _metric_source(
-    api: KubeApi, namespace: str, metric: MetricSpec, default: ProviderKey
-) -> tuple[ProviderKey, str | None]:
-    """Which provider serves ``metric`` and its query template (``None`` for a built-in metric)."""
-    if metric.template_ref is None:
-        return default, metric.query
+async def _source(ctx: OperatorContext, namespace: str, metric: MetricSpec, default: ProviderKey) -> _Source:
+    """A templated metric's provider and query, or the error its look records (as a ValueError with its text)."""
+    try:
+        return await ctx.blocking(_metric_source, ctx.api, namespace, metric, default)
+    except (KubeError, ValueError) as error:  # ValueError includes TemplateError
+        return error if isinstance(error, ValueError) else ValueError(str(error))
+
+
+async def _read(
+    ctx: OperatorContext, key: ProviderKey, request: LookRequest
+) -> tuple[Look | None, ProviderError | KubeError | ValueError | None]:
+    """One provider's part of the look, or why it could not be read at all."""
+    try:
+        credentials = await ctx.blocking(_credentials, ctx.api, key)
+        provider = ctx.provider(key[0], credentials, insecure=key[3])
+        return await collect_look_async(provider, request), None
+    except (ProviderError, KubeError, ValueError) as error:
+        return None, error
+
+
+def _metric_source(api: KubeApi, namespace: str, metric: MetricSpec, default: ProviderKey) -> tuple[ProviderKey, str]:
+    """Which provider serves a ``templateRef`` metric, and its query template (blocking: reads the API)."""
+    assert metric.template_ref is not None
     template_namespace = metric.template_ref.namespace or namespace
     template = api.get(METRIC_TEMPLATES, template_namespace, metric.template_ref.name)
     if template is None:
@@ -156,7 +123,7 @@ def _credentials(api: KubeApi, key: ProviderKey) -> dict[str, str]:
 def _merge(
     window: tuple[float, float],
     base: Look | None,
-    looks: Any,
+    looks: Iterable[Look],
     failed: Mapping[str, str],
     threshold_names: set[str],
     compared_names: set[str],

@@ -1,9 +1,9 @@
 """One tick for one Canary: validate → gather → flush the outbox → plan → look and hooks → step → act → status.
 
 The decisions are :func:`controller.rollout.machine.plan`/:func:`~controller.rollout.machine.step` and
-:func:`analysis.judge.judge`; this module only moves data between them and the cluster. Blocking clients (the
-official ``kubernetes`` client, prometheus-api-client) are blocking-style code run by ``ctx.blocking``: on the
-event loop's thread, their sockets waiting on the loop (:mod:`controller.providers.cooperative`).
+:func:`analysis.judge.judge`; this module only moves data between them and the cluster. The official
+``kubernetes`` client is blocking, so its calls run in the operator's bounded worker threads (``ctx.blocking``);
+the look's Prometheus queries, hooks and notifications are asyncio on the event loop.
 
 If an action fails, the new status is **not** written: the cluster may be half-way, and the next tick recomputes
 the same decision from the same status and retries it (every action is idempotent). The look's window then simply
@@ -30,6 +30,7 @@ from controller.operator.announce import notifications_to_send, record_events, t
 from controller.operator.context import OperatorContext
 from controller.operator.gather import Gathered, gather
 from controller.operator.hookrun import Aborted, hook_budget, run_bounded
+from controller.operator.leader import NotLeading
 from controller.operator.looks import build_look
 from controller.operator.outbox import entries_to_flush, flush_now, forget, record_entries, start_flush
 from controller.operator.specs import parse_cached
@@ -60,12 +61,12 @@ class TickResult:
 
 
 StatusWriter = Callable[[Mapping[str, Any]], None]
-"""Writes a tick's status patch (blocking-style; called by the same ``ctx.blocking`` call that acted)."""
+"""Writes a tick's status patch (blocking; called in the same ``ctx.blocking`` call that acted)."""
 
 
 @dataclass(frozen=True)
 class _Read:
-    """What a tick reads in its one blocking-style call before deciding."""
+    """What a tick reads before deciding: the cluster (in a worker thread), then the look (on the event loop)."""
 
     gathered: Gathered
     verdict: Verdict | None
@@ -85,14 +86,16 @@ async def reconcile(
     """Run one tick (see module doc) of a Canary, or of another kind given its ``strategy`` (a BlueGreen).
     ``conflict`` names another rollout already managing the same target.
 
-    The blocking work runs in two ``ctx.blocking`` calls: one reads (the cluster, the outbox's Events, the look's
-    queries), one acts. With ``write``, the status is written by that second call right after the actions succeed
-    (``written`` in the result) when no announcement is still being delivered; otherwise the caller writes it.
+    The blocking work runs in two ``ctx.blocking`` calls: one reads (the cluster, the outbox's Events), one acts;
+    the look's queries run on the event loop between them. With ``write``, the status is written by that second
+    call right after the actions succeed (``written`` in the result) when no announcement is still being
+    delivered; otherwise the caller writes it.
 
-    ``current`` (blocking-style) says whether the object still has the version ``canary`` was read at; it is asked
+    ``current`` (blocking) says whether the object still has the version ``canary`` was read at; it is asked
     before the tick's first effect that precedes its status write (recording and delivering the outbox, acting),
     and when it says no the tick does nothing at all (:func:`controller.handlers.common.still_current`).
     """
+    current = _while_leading(ctx, current)  # leader election: every effect is also fenced by leadership
     meta = canary.get("metadata") or {}
     raw_status = canary.get("status") or {}
     generation = int(meta.get("generation") or 0)
@@ -112,16 +115,20 @@ async def reconcile(
     pending = entries_to_flush(ctx, canary, raw_status)
     window = probes.window if probes.metrics else None
     try:
-        read = await ctx.blocking(_read, ctx, router, canary, spec, policy, status, window, pending.fresh, current)
+        read = await _read(ctx, router, canary, spec, policy, status, window, pending.fresh, current)
     except KubeError as error:
         log.warning("%s/%s: cannot read the cluster: %s", meta.get("namespace"), meta.get("name"), error)
         return TickResult(None)
     if read.stale:
         return TickResult(None)  # decided from an old copy: nothing announced, nothing done, nothing written
+    if not ctx.leadership.leading:
+        return TickResult(None)  # stepped down while reading: no delivery or webhook starts, nothing is written
     target = read.gathered.target
     flush = await start_flush(ctx, canary, spec, raw_status, target, pending)
     try:
-        hooks = await _hooks(ctx, canary, spec, status, probes.hooks, now)
+        hooks = await ctx.leadership.guard(_hooks(ctx, canary, spec, status, probes.hooks, now))
+    except NotLeading:
+        return TickResult(None)  # stepped down while the webhooks ran: they were stopped, the new leader decides
     except Aborted:
         return TickResult(flush.outbox_patch(await flush.settle(ctx)))  # decide next tick, with the abort first
     observations = replace(read.gathered.observations, verdict=read.verdict, hooks=hooks)
@@ -178,7 +185,25 @@ async def reconcile(
     return TickResult(compose(kept, known, released), released)
 
 
-def _read(
+def _gather(
+    ctx: OperatorContext,
+    router: Router,
+    canary: Mapping[str, Any],
+    spec: CanarySpec,
+    fresh: Sequence[OutboxEntry],
+    current: Callable[[], bool] | None = None,
+) -> tuple[Gathered, bool]:
+    """Gather the observations and record the outbox's Events (blocking: the official client); ``True`` when the
+    object turned out stale before its Events were recorded."""
+    gathered = gather(ctx.api, router, canary, spec)
+    if fresh:
+        if current is not None and not current():
+            return gathered, True  # its outbox may be announced already: not again
+        record_entries(ctx, canary, fresh)
+    return gathered, False
+
+
+async def _read(
     ctx: OperatorContext,
     router: Router,
     canary: Mapping[str, Any],
@@ -189,19 +214,28 @@ def _read(
     fresh: Sequence[OutboxEntry],
     current: Callable[[], bool] | None = None,
 ) -> _Read:
-    """Gather the observations, record the outbox's Events, then run the look's queries and the judge (when a look
-    is due). The judge is pure CPU; the first classic Mann-Whitney comparison in the process imports scipy.stats,
-    which holds the event loop once for about a second."""
-    gathered = gather(ctx.api, router, canary, spec)
-    if fresh:
-        if current is not None and not current():
-            return _Read(gathered, None, stale=True)  # its outbox may be announced already: not again
-        record_entries(ctx, canary, fresh)
+    """Gather and record (in a worker thread), then run the look's queries (on the event loop) and the judge, when a
+    look is due. The judge is pure CPU; the first classic Mann-Whitney comparison in the process imports
+    scipy.stats, which holds the event loop once for about a second."""
+    gathered, stale = await ctx.blocking(_gather, ctx, router, canary, spec, fresh, current)
+    if stale:
+        return _Read(gathered, None, stale=True)
     if window is None:
         return _Read(gathered, None)
     meta = canary.get("metadata") or {}
-    look = build_look(ctx, str(meta.get("name", "")), str(meta.get("namespace", "")), spec, policy, window)
+    name, namespace = str(meta.get("name", "")), str(meta.get("namespace", ""))
+    look = await build_look(ctx, name, namespace, spec, policy, window)
     return _Read(gathered, judge(policy, look, status.judge))
+
+
+def _while_leading(ctx: OperatorContext, current: Callable[[], bool] | None) -> Callable[[], bool]:
+    """``current`` (when given) and then leadership, asked right before each effect: a replica that stepped down
+    (:mod:`controller.operator.leader`) starts none, even in a tick that began while it led."""
+
+    def check() -> bool:
+        return (current is None or current()) and ctx.leadership.leading
+
+    return check
 
 
 def _keys(events: tuple[Event, ...], notable: list[tuple[Event, str]]) -> list[str | None]:

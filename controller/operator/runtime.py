@@ -5,7 +5,6 @@ Shared by ``coalmine run`` and the integration tests, so tests exercise exactly 
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import ctypes
 import ctypes.util
@@ -13,18 +12,18 @@ import gc
 import logging
 import os
 import random
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
-from controller.handlers import bluegreen, canary, common
-from controller.kube.cached import CachedKubeApi
+from controller.handlers import bluegreen, canary, common, watched
 from controller.kube.client import KubeClient
+from controller.kube.watched import WATCHED_RESOURCES, WatchedKubeApi
 from controller.logredact import install as install_redaction
 from controller.operator.context import OperatorConfig, OperatorContext
+from controller.operator.leader import ElectionConfig, LeaseElection
 from controller.operator.sharding import FINALIZER
 
 SHUTDOWN_GRACE_S = 15.0
@@ -123,6 +122,8 @@ def configure_settings(
 
     kopf peering pauses every replica that sees a live peer of higher *or equal* priority, so each replica needs a
     distinct priority: without ``--priority`` a random one is drawn, so exactly one replica (the highest) is active.
+    Peering is not fencing (a replica that cannot refresh its keep-alive never pauses): with ``--leader-elect``
+    kopf runs standalone (``peering=None``) and the Lease decides who acts (:mod:`controller.operator.leader`).
     """
     settings.persistence.finalizer = finalizer  # one per shard: Shard.finalizer
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="coalmine.dev")
@@ -153,14 +154,16 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         return kopf.login_via_client(**kwargs)
 
     @kopf.on.startup(registry=registry)
-    async def size_thread_pool(**_: Any) -> None:
-        """What cannot wait on the event loop (connecting, requests through a proxy, listing at startup) runs in
-        asyncio's default pool; size it as the ticks' concurrency."""
-        pool = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="coalmine")
-        asyncio.get_running_loop().set_default_executor(pool)
+    async def elect_leader(memo: kopf.Memo, **_: Any) -> None:
+        """Campaign for the Lease in the background (``--leader-elect``); until this replica leads, ticks skip.
+        Not awaited here: a standby must still start, watch and keep its daemons ready to take over."""
+        ctx: OperatorContext | None = memo.get("ctx")
+        if ctx is not None:
+            ctx.leadership.start()
 
     labels = common.label_filter(config.selector)
     when = common.shard_filter(config.shard)
+    watched.register(registry, WATCHED_RESOURCES)
     canary.register(registry, config.tick_seconds, labels, when)
     bluegreen.register(registry, config.tick_seconds, labels, when)
 
@@ -169,6 +172,7 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
         ctx: OperatorContext | None = memo.get("ctx")
         if ctx is not None:
             await ctx.aclose(grace_s=SHUTDOWN_GRACE_S)
+            await ctx.leadership.aclose()  # after the ticks finished: release the Lease, a standby takes over at once
 
     return registry
 
@@ -219,11 +223,26 @@ def check_cluster(configuration: k8s_client.Configuration, timeout_s: float = 10
         api_client.close()  # type: ignore[no-untyped-call]
 
 
-def build_context(config: OperatorConfig, configuration: k8s_client.Configuration) -> OperatorContext:
-    """The per-process context with a Kubernetes client whose requests are bounded in time."""
+def build_context(
+    config: OperatorConfig, configuration: k8s_client.Configuration, election: ElectionConfig | None = None
+) -> OperatorContext:
+    """The per-process context with a Kubernetes client whose requests are bounded in time; with ``election``, a
+    Lease election with a client of its own (its requests bounded below the renew deadline, never queued behind
+    the ticks')."""
+    ctx = _build_context(config, configuration)
+    if election is not None:
+        leases = KubeClient.from_configuration(
+            copy.deepcopy(configuration), timeout_s=election.timeout_s, instance=config.instance
+        )
+        ctx.leadership = LeaseElection(leases, election)
+    return ctx
+
+
+def _build_context(config: OperatorConfig, configuration: k8s_client.Configuration) -> OperatorContext:
+    """The context and the ticks' Kubernetes client, without leader election."""
     # One pooled connection per request that may be in flight; more would be opened and discarded under load.
     configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize or 0, config.concurrency)
     client = KubeClient.from_configuration(
         configuration, timeout_s=config.kubernetes_timeout_s, instance=config.instance
     )
-    return OperatorContext(config=config, api=CachedKubeApi.over(client, config.namespaces))
+    return OperatorContext(config=config, api=WatchedKubeApi(client, namespaces=config.namespaces))

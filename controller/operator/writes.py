@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from controller.operator.context import OperatorContext
-from controller.providers import jsonwire
 
 _SAME = object()
 
@@ -68,7 +69,7 @@ def remember_write(ctx: OperatorContext, body: Mapping[str, Any], answer: Mappin
     ctx.written_status[str(meta.get("uid", ""))] = WrittenStatus(
         decided_from=str(meta.get("resourceVersion", "")),
         version=str(written.get("resourceVersion", "")),
-        status_json=jsonwire.dumps(answer.get("status") or {}),
+        status_json=orjson.dumps(answer.get("status") or {}),
     )
 
 
@@ -93,7 +94,7 @@ def current_view(ctx: OperatorContext, body: Mapping[str, Any]) -> Mapping[str, 
         del ctx.written_status[uid]  # kopf has caught up: its copy is at least as new as the write
         return snapshot
     snapshot["metadata"] = {**meta, "resourceVersion": written.version}
-    snapshot["status"] = jsonwire.loads(written.status_json)
+    snapshot["status"] = orjson.loads(written.status_json)
     return snapshot
 
 

@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from controller.providers.counting import Series
+from controller.providers.queries import compact as compact
 
 __all__ = [
     "AmbiguousResult",
+    "AsyncMetricProvider",
     "MetricProvider",
     "ProviderAuthError",
     "ProviderConfig",
@@ -30,15 +32,10 @@ __all__ = [
     "QueryRejected",
     "QueryResult",
     "UnknownProviderType",
+    "create_async_provider",
     "create_provider",
     "provider_types",
 ]
-
-
-def compact(query: str, limit: int = 400) -> str:
-    """A query on one line, shortened for error messages and Events."""
-    text = " ".join(query.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class ProviderError(Exception):
@@ -95,7 +92,7 @@ class QueryResult:
 
 
 class MetricProvider(Protocol):
-    """What a look needs from a metrics backend. Implementations block: call them from a thread.
+    """What a look needs from a metrics backend, blocking (``coalmine judge``; thread-safe).
 
     ``at`` is the evaluation time (epoch seconds; None = now) so a past window (``coalmine judge``) is read exactly
     as a live one.
@@ -119,6 +116,23 @@ class MetricProvider(Protocol):
         ...
 
 
+class AsyncMetricProvider(Protocol):
+    """:class:`MetricProvider` as coroutines, for the operator's event loop; ``aclose`` releases its connections.
+
+    Same answers and the same errors as the blocking provider: both parse with the same functions.
+    """
+
+    async def run_query(self, query: str, *, at: float | None = None) -> QueryResult: ...
+
+    async def run_vector(self, query: str, by: str, *, at: float | None = None) -> Mapping[str, float]: ...
+
+    async def run_series(self, query: str, *, at: float | None = None) -> list[Series]: ...
+
+    async def is_online(self) -> bool: ...
+
+    async def aclose(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class ProviderConfig:
     """A provider as a Canary's ``metricsServer`` or a MetricTemplate's ``spec.provider`` describes it.
@@ -134,11 +148,12 @@ class ProviderConfig:
     timeout_s: float = 10.0
     retries: int = 0
     max_connections: int = 32
-    """Keep-alive connections kept per server: as many as queries can be in flight at once (the operator's
-    ``worker_threads``), so none is opened and closed per query."""
+    """Connections per server, all kept alive: as many as queries can be in flight at once (the operator's
+    ``concurrency``), so none is opened and closed per query; more queries wait for a free one."""
 
 
 ProviderFactory = Callable[[ProviderConfig], MetricProvider]
+AsyncProviderFactory = Callable[[ProviderConfig], AsyncMetricProvider]
 
 
 def _prometheus(config: ProviderConfig) -> MetricProvider:
@@ -148,7 +163,14 @@ def _prometheus(config: ProviderConfig) -> MetricProvider:
     return PrometheusProvider.from_config(config)
 
 
+def _async_prometheus(config: ProviderConfig) -> AsyncMetricProvider:
+    from controller.providers.prometheus import AsyncPrometheusProvider
+
+    return AsyncPrometheusProvider(config)
+
+
 _REGISTRY: Mapping[str, ProviderFactory] = {"prometheus": _prometheus}
+_ASYNC_REGISTRY: Mapping[str, AsyncProviderFactory] = {"prometheus": _async_prometheus}
 
 
 def provider_types() -> tuple[str, ...]:
@@ -156,11 +178,23 @@ def provider_types() -> tuple[str, ...]:
     return tuple(sorted(_REGISTRY))
 
 
+def _unknown(config: ProviderConfig) -> UnknownProviderType:
+    supported = ", ".join(provider_types())
+    return UnknownProviderType(f"unknown metric provider type {config.type!r}; supported: {supported}")
+
+
 def create_provider(config: ProviderConfig) -> MetricProvider:
-    """Build the provider for ``config.type``; an unknown type raises :class:`UnknownProviderType`."""
+    """Build the blocking provider for ``config.type``; an unknown type raises :class:`UnknownProviderType`."""
     factory = _REGISTRY.get(config.type)
     if factory is None:
-        raise UnknownProviderType(
-            f"unknown metric provider type {config.type!r}; supported: {', '.join(provider_types())}"
-        )
+        raise _unknown(config)
+    return factory(config)
+
+
+def create_async_provider(config: ProviderConfig) -> AsyncMetricProvider:
+    """Build the event-loop provider for ``config.type`` (close it with ``await provider.aclose()``); an unknown
+    type raises :class:`UnknownProviderType`."""
+    factory = _ASYNC_REGISTRY.get(config.type)
+    if factory is None:
+        raise _unknown(config)
     return factory(config)

@@ -55,6 +55,28 @@ class Series:
         return series_key(self.labels)
 
 
+class SharedSeries(list[Series]):
+    """One answer shared by every look that asked the same batched query (:mod:`controller.providers.shared`).
+
+    A namespace-wide answer holds every workload's series, and each look needs only its two arms': :meth:`having`
+    selects them through an index by one label, built on first use, instead of each of the namespace's looks
+    scanning every series. Nobody changes a shared answer.
+    """
+
+    def __init__(self, items: Iterable[Series] = ()) -> None:
+        super().__init__(items)
+        self._index: dict[str, dict[str, list[Series]]] = {}
+
+    def having(self, label: str, values: Iterable[str]) -> list[Series]:
+        """The series whose ``label`` is one of ``values``."""
+        index = self._index.get(label)
+        if index is None:
+            index = self._index[label] = {}
+            for series in self:
+                index.setdefault(series.labels.get(label, ""), []).append(series)
+        return [series for value in values for series in index.get(value, ())]
+
+
 def series_key(labels: Labels) -> SeriesKey:
     """A series' identity: its labels without the metric name (``last_over_time`` drops the name)."""
     return frozenset((name, value) for name, value in labels.items() if name != "__name__")

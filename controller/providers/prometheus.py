@@ -1,42 +1,45 @@
-"""The Prometheus provider, through ``prometheus_api_client.PrometheusConnect`` (pinned 0.7.2).
+"""The Prometheus provider over httpx: :class:`PrometheusProvider` (blocking, ``coalmine judge``) and
+:class:`AsyncPrometheusProvider` (the operator's event loop).
 
-How the client is used, and why:
+Both send the same request and read the answer with the same pure functions (:func:`query_params`,
+:func:`answer_result`, :func:`instant_value`, :func:`vector_values`, :func:`series_list`, :func:`transport_error`), so
+the two cannot drift: only the send loop (retries, the resend of a stale keep-alive request) exists twice, once
+blocking and once awaiting. What is sent, and why:
 
-- Timeout: ``PrometheusConnect(timeout=...)`` passes it to every session call (annotated ``int`` in 0.7.2 but
-  handed over untouched, so fractions work). The same value goes to Prometheus as the ``timeout`` query
-  parameter, so the server stops evaluating a query nobody waits for any more.
-- Retries: the client's default ``Retry`` makes 3 attempts with exponential backoff on connection errors and
-  5xx, which turns one unreachable server into ~6 s of sleeping per query, several queries per tick. We pass our own
-  ``Retry`` (``retries``, default 0: the next analysis tick is the retry) with ``raise_on_status=False`` so the
-  final HTTP status reaches us instead of a bare ``RetryError``, and ``read=False``: a query that timed out is not
-  sent again (that would only multiply the wait), and the timeout surfaces as ``requests.ReadTimeout`` rather than
-  a generic connection error.
-- Auth: a bearer token goes in the ``headers`` argument, basic auth in ``auth``; both are sent with every request.
-- Transport: the client is given a :class:`~controller.providers.transport.PooledSession`, a ``requests.Session``
-  that sends over urllib3's connections, kept alive and shared by the worker threads (at most ``max_connections``
-  idle), and reads the proxy and CA-bundle settings from the environment once. Plain ``requests`` spent ~440 µs of
-  CPU per query in its own layers and rescanned ``os.environ`` on every call, a large share of the operator's CPU
-  with thousands of Canaries (``bench/scale.py``); a query now costs ~40% of what it did. The ``Retry`` above is
-  the session's; ``insecure_skip_verify`` (Flagger's ``insecureSkipVerify``) turns TLS verification off on it.
-- Errors: on a non-200 answer 0.7.2 raises ``PrometheusApiClientException("HTTP Status Code N (b'body')")``
-  without the status as an attribute, so :func:`_http_error` reads the status and Prometheus' JSON ``error`` back
-  out of that message (the format is fixed in the pinned version). ``custom_query`` also drops the result type;
-  :func:`_samples` tells scalar, vector and matrix apart by shape.
+- ``GET <address>/api/v1/query?query=…&timeout=…[&time=…]``. The ``timeout`` parameter is the client's timeout, so
+  Prometheus stops evaluating a query nobody waits for any more; ``time`` is the look's evaluation instant.
+- One client per provider, its connections kept alive and bounded (``httpx.Limits``: at most ``max_connections``,
+  as many kept idle). A query waiting longer than the timeout for a free connection is a :class:`ProviderTimeout`
+  saying so, not a silent queue.
+- Retries: ``retries`` (default 0: the next analysis tick is the retry) more attempts on connection errors and HTTP
+  502/503/504 only, the second one after 1 s, then doubling. A query that timed out is never sent again (that would
+  only multiply the wait). A request the server hung up on *on a reused keep-alive connection*, before any answer,
+  is sent once more on a new one without using a retry, as urllib3 did: the server closed an idle connection just
+  as we reused it.
+- Credentials (``token``, or ``username`` + ``password``) become the ``Authorization`` header of every request.
+  Redirects are not followed: a 3xx is a :class:`ProviderResponseError` naming where it points, so a token is only
+  ever sent to the address beside it.
+- Proxies come from the environment as httpx reads them (``HTTP(S)_PROXY``, ``ALL_PROXY``, ``NO_PROXY``, once, when
+  the provider is built). TLS verifies against the CA bundle the environment names (``REQUESTS_CA_BUNDLE``,
+  ``CURL_CA_BUNDLE``, ``SSL_CERT_FILE``, as before) or certifi's, read once; ``insecure_skip_verify`` turns it off.
 """
 
 from __future__ import annotations
 
-import ast
+import asyncio
 import json
 import math
-import re
-from collections.abc import Mapping
-from typing import Any, cast
+import os
+import ssl
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
-import requests
-from prometheus_api_client.exceptions import PrometheusApiClientException
-from prometheus_api_client.prometheus_connect import PrometheusConnect
-from urllib3.util.retry import Retry
+import httpx
+import orjson
 
 from controller.providers import (
     AmbiguousResult,
@@ -52,13 +55,17 @@ from controller.providers import (
 )
 from controller.providers.counting import Series
 from controller.providers.queries import prom_duration
-from controller.providers.transport import DEFAULT_MAX_CONNECTIONS, PooledSession
 
-_STATUS = re.compile(r"^HTTP Status Code (\d+) \((.*)\)$", re.DOTALL)
-_RETRY_STATUSES = (502, 503, 504)
+DEFAULT_MAX_CONNECTIONS = 32
+RETRY_STATUSES = frozenset({502, 503, 504})
+_CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE")
+_HEADERS = {"User-Agent": "coalmine", "Accept": "application/json"}
 _MAX_LISTED_SERIES = 5
 
 Labels = Mapping[str, str]
+
+
+# --- pure: credentials, the request, the answer -------------------------------------------------------------------
 
 
 def auth_from_credentials(
@@ -88,27 +95,17 @@ def auth_from_credentials(
     return {}, None
 
 
-def _http_error(exc: PrometheusApiClientException, query: str, address: str) -> ProviderError:
-    """Map the client's status-in-the-message exception to our error tree."""
-    match = _STATUS.match(str(exc))
-    if match is None:
-        return ProviderResponseError(f"prometheus at {address}: {exc}", query)
-    status = int(match.group(1))
-    detail = _error_detail(match.group(2))
-    if status in (401, 403):
-        return ProviderAuthError(f"prometheus at {address} refused the credentials (HTTP {status})", query)
-    if status in (400, 422):
-        return QueryRejected(f"prometheus at {address} rejected the query (HTTP {status}): {detail}", query)
-    return ProviderResponseError(f"prometheus at {address} answered HTTP {status}: {detail}", query)
+def query_params(query: str, at: float | None, timeout_s: float) -> dict[str, str]:
+    """The query string of ``/api/v1/query``: the PromQL, Prometheus' own timeout, the evaluation time."""
+    params = {"query": query, "timeout": prom_duration(timeout_s)}
+    if at is not None:
+        params["time"] = f"{at:.3f}"
+    return params
 
 
-def _error_detail(body_repr: str) -> str:
-    """Prometheus' ``error`` field from the ``repr`` of the response body, or the body itself, shortened."""
-    try:
-        body = ast.literal_eval(body_repr)
-        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
-    except (ValueError, SyntaxError):
-        text = body_repr
+def _error_detail(body: bytes) -> str:
+    """Prometheus' ``error`` field of a JSON error body, or the body itself on one line, shortened."""
+    text = body.decode("utf-8", "replace")
     try:
         parsed = json.loads(text)
     except ValueError:
@@ -119,6 +116,56 @@ def _error_detail(body_repr: str) -> str:
     return text[:200] or "empty body"
 
 
+def _json(body: bytes) -> Any:
+    """orjson, or the standard library for what orjson refuses (``NaN``/``Infinity`` literals, huge integers)."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
+
+
+def answer_result(status: int, body: bytes, query: str, address: str, location: str | None = None) -> Any:
+    """``data.result`` of an answer, or the error the status and body mean (the same for both clients)."""
+    if status in (401, 403):
+        raise ProviderAuthError(f"prometheus at {address} refused the credentials (HTTP {status})", query)
+    if status in (400, 422):
+        raise QueryRejected(f"prometheus at {address} rejected the query (HTTP {status}): {_error_detail(body)}", query)
+    if 300 <= status < 400:
+        where = f" to {location}" if location else ""
+        raise ProviderResponseError(
+            f"prometheus at {address} answered HTTP {status} (a redirect{where}); redirects are not followed: "
+            "set the address the server points to",
+            query,
+        )
+    if status != 200:
+        raise ProviderResponseError(f"prometheus at {address} answered HTTP {status}: {_error_detail(body)}", query)
+    try:
+        return _json(body)["data"]["result"]
+    except ValueError:
+        raise ProviderResponseError(f"prometheus at {address} answered with invalid JSON", query) from None
+    except (KeyError, TypeError):
+        raise ProviderResponseError(f"prometheus at {address} answered without data.result", query) from None
+
+
+def transport_error(exc: httpx.HTTPError, query: str, address: str, timeout_s: float) -> ProviderError:
+    """The provider error for an exchange that got no answer (the same for both clients)."""
+    if isinstance(exc, httpx.PoolTimeout):
+        return ProviderTimeout(
+            f"prometheus at {address}: no connection was free within {timeout_s:g} s (all in use by other queries)",
+            query,
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        return ProviderTimeout(f"prometheus at {address} did not answer within {timeout_s:g} s", query)
+    if isinstance(exc, httpx.LocalProtocolError):
+        # h11's message quotes the offending header, which may be the token: never put it in an error or Event.
+        return ProviderUnavailable(
+            f"prometheus at {address} is unreachable: the request has an invalid header "
+            "(a line break in the provider Secret's credentials?)",
+            query,
+        )
+    return ProviderUnavailable(f"prometheus at {address} is unreachable: {exc or type(exc).__name__}", query)
+
+
 def _number(raw: Any, query: str) -> float:
     try:
         return float(raw)
@@ -127,7 +174,7 @@ def _number(raw: Any, query: str) -> float:
 
 
 def _samples(result: Any, query: str) -> list[tuple[Labels, float]]:
-    """Instant samples from ``custom_query``'s ``result``: a scalar ``[ts, "v"]`` or a vector of series."""
+    """Instant samples of a ``result``: a scalar ``[ts, "v"]`` or a vector of series (a matrix is rejected)."""
     if not isinstance(result, list):
         raise ProviderResponseError("malformed Prometheus answer: 'result' is not a list", query)
     if len(result) == 2 and not isinstance(result[0], dict):
@@ -146,8 +193,49 @@ def _samples(result: Any, query: str) -> list[tuple[Labels, float]]:
     return samples
 
 
-def _series(result: Any, query: str) -> list[Series]:
-    """Series from ``custom_query``'s ``result``, instant (``value``) or range (``values``); NaN samples dropped."""
+def _describe(labels: Labels) -> str:
+    return "{" + ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+
+
+def instant_value(result: Any, query: str) -> QueryResult:
+    """One value. Empty vector or NaN: no data. Several series: :class:`AmbiguousResult`. ±Inf is kept: the judge
+    treats a non-finite value as bad data, never as a pass."""
+    samples = _samples(result, query)
+    if not samples:
+        return QueryResult(query, None, "empty result")
+    if len(samples) > 1:
+        listed = ", ".join(_describe(labels) for labels, _ in samples[:_MAX_LISTED_SERIES])
+        more = f" and {len(samples) - _MAX_LISTED_SERIES} more" if len(samples) > _MAX_LISTED_SERIES else ""
+        raise AmbiguousResult(
+            f"expected one series, got {len(samples)}: {listed}{more}; aggregate the query (e.g. sum(...))", query
+        )
+    value = samples[0][1]
+    if math.isnan(value):
+        return QueryResult(query, None, "NaN")
+    return QueryResult(query, value)
+
+
+def vector_values(result: Any, query: str, by: str) -> dict[str, float]:
+    """One value per value of label ``by``; NaN series are left out (no data for that key)."""
+    values: dict[str, float] = {}
+    seen: set[str] = set()
+    for labels, value in _samples(result, query):
+        key = labels.get(by)
+        if key is None:
+            raise AmbiguousResult(
+                f"a series {_describe(labels)} has no label {by!r}; aggregate with 'by ({by})'", query
+            )
+        if key in seen:
+            raise AmbiguousResult(f"several series for {by}={key!r}; aggregate with 'by ({by})'", query)
+        seen.add(key)
+        if not math.isnan(value):
+            values[key] = value
+    return values
+
+
+def series_list(result: Any, query: str) -> list[Series]:
+    """Series of an instant (``value``) or range (``values``) ``result``, ``__name__`` dropped, NaN samples dropped.
+    Negative and infinite samples are kept: the counts pass them on and the judge rejects them as bad data."""
     if not isinstance(result, list) or (len(result) == 2 and not isinstance(result[0], dict)):
         raise ProviderResponseError("malformed Prometheus answer: expected a vector or a matrix of series", query)
     found: list[Series] = []
@@ -163,12 +251,130 @@ def _series(result: Any, query: str) -> list[Series]:
     return found
 
 
-def _describe(labels: Labels) -> str:
-    return "{" + ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+# --- the client settings both providers share ---------------------------------------------------------------------
+
+
+def _verify(insecure_skip_verify: bool) -> ssl.SSLContext | bool:
+    """TLS verification: off, or one context trusting the environment's CA bundle (file or directory) or certifi's."""
+    if insecure_skip_verify:
+        return False
+    bundle = next((os.environ[name] for name in _CA_BUNDLE_VARIABLES if os.environ.get(name)), None)
+    if bundle is None:
+        return True  # httpx's own context: certifi's bundle
+    context = ssl.create_default_context()
+    try:
+        if os.path.isdir(bundle):
+            context.load_verify_locations(capath=bundle)
+        else:
+            context.load_verify_locations(cafile=bundle)
+    except (OSError, ssl.SSLError) as exc:
+        raise ProviderConfigError(f"cannot read the CA bundle {bundle!r}: {exc}") from None
+    return context
+
+
+@dataclass(frozen=True)
+class _Settings:
+    address: str
+    url: str
+    timeout_s: float
+    retries: int
+    client: Mapping[str, Any]
+    """Keyword arguments of ``httpx.Client``/``httpx.AsyncClient`` (they take the same)."""
+
+    @classmethod
+    def of(cls, config: ProviderConfig) -> _Settings:
+        address = config.address.strip().rstrip("/")
+        if not address.startswith(("http://", "https://")):
+            raise ProviderConfigError(f"prometheus address must start with http:// or https://, got {address!r}")
+        if config.timeout_s <= 0:
+            raise ProviderConfigError(f"the provider timeout must be positive, got {config.timeout_s} s")
+        if config.retries < 0 or config.max_connections < 1:
+            raise ProviderConfigError("retries must be ≥ 0 and max_connections ≥ 1")
+        try:
+            httpx.URL(address)
+        except httpx.InvalidURL as exc:
+            raise ProviderConfigError(f"invalid prometheus address {address!r}: {exc}") from None
+        headers, basic = auth_from_credentials(config.credentials)
+        client = {
+            "headers": {**_HEADERS, **headers},
+            "auth": httpx.BasicAuth(*basic) if basic is not None else None,
+            "timeout": httpx.Timeout(config.timeout_s),
+            "limits": httpx.Limits(
+                max_connections=config.max_connections, max_keepalive_connections=config.max_connections
+            ),
+            "verify": _verify(config.insecure_skip_verify),
+            "follow_redirects": False,
+            "trust_env": True,
+        }
+        return cls(address, f"{address}/api/v1/query", config.timeout_s, config.retries, client)
+
+    def built(self, factory: Callable[..., Any]) -> Any:
+        """The client, with a proxy httpx cannot use (SOCKS, a bad URL) as a configuration error."""
+        try:
+            return factory(**self.client)
+        except ImportError as exc:  # httpx without socksio, for a socks:// proxy in the environment
+            raise ProviderConfigError(f"SOCKS proxies are not supported; use an HTTP(S) proxy ({exc})") from None
+        except (ValueError, httpx.InvalidURL) as exc:
+            raise ProviderConfigError(f"invalid proxy in the environment: {exc}") from None
+
+
+class _Trace:
+    """Whether an exchange opened a new connection and got an answer's headers (httpcore's ``trace`` events)."""
+
+    def __init__(self) -> None:
+        self.opened = self.answered = False
+
+    def __call__(self, name: str, info: Mapping[str, Any]) -> None:
+        if name == "connection.connect_tcp.started":
+            self.opened = True
+        elif name == "http11.receive_response_headers.complete":
+            self.answered = True
+
+    async def acall(self, name: str, info: Mapping[str, Any]) -> None:
+        self(name, info)
+
+
+Outcome = httpx.Response | httpx.HTTPError
+
+
+class _Exchange:
+    """One query's attempts: whether to send again and the final answer, decided alike for both send loops."""
+
+    def __init__(self, settings: _Settings, query: str, at: float | None) -> None:
+        self.settings, self.query = settings, query
+        self.params = query_params(query, at, settings.timeout_s)
+        self.attempt, self.resent = 0, False
+
+    def again(self, trace: _Trace, outcome: Outcome) -> float | None:
+        """Seconds to wait before sending again, or None when ``outcome`` is final."""
+        if isinstance(outcome, httpx.HTTPError):
+            hang_up = isinstance(outcome, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError)
+            if hang_up and not trace.opened and not trace.answered and not self.resent:
+                self.resent = True  # a reused connection the server had closed: not a retry
+                return 0.0
+            retry = isinstance(outcome, httpx.ConnectError | httpx.ConnectTimeout)
+        else:
+            retry = outcome.status_code in RETRY_STATUSES
+        if not retry or self.attempt >= self.settings.retries:
+            return None
+        self.attempt += 1
+        # At once, then 1 s, 2 s, 4 s… (urllib3's backoff factor 0.5, as before).
+        return 0.0 if self.attempt <= 1 else min(0.5 * 2 ** (self.attempt - 1), 30.0)
+
+    def result(self, outcome: Outcome) -> Any:
+        """``data.result`` of the final outcome, or its provider error."""
+        settings = self.settings
+        if isinstance(outcome, httpx.HTTPError):
+            raise transport_error(outcome, self.query, settings.address, settings.timeout_s) from outcome
+        location = outcome.headers.get("location")
+        return answer_result(outcome.status_code, outcome.content, self.query, settings.address, location)
+
+
+# --- the providers ----------------------------------------------------------------------------------------------
 
 
 class PrometheusProvider:
-    """A :class:`~controller.providers.MetricProvider` for one Prometheus server (blocking; call from a thread)."""
+    """A :class:`~controller.providers.MetricProvider` for one Prometheus server (blocking; thread-safe)."""
 
     def __init__(
         self,
@@ -180,33 +386,20 @@ class PrometheusProvider:
         retries: int = 0,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
-        address = address.strip().rstrip("/")
-        if not address.startswith(("http://", "https://")):
-            raise ProviderConfigError(f"prometheus address must start with http:// or https://, got {address!r}")
-        if timeout_s <= 0:
-            raise ProviderConfigError(f"the provider timeout must be positive, got {timeout_s} s")
-        headers, basic = auth_from_credentials(credentials or {})
-        retry = Retry(
-            total=retries,
-            connect=retries,
-            read=False,
-            status=retries,
-            backoff_factor=0.5,
-            status_forcelist=_RETRY_STATUSES,
-            raise_on_status=False,
+        config = ProviderConfig(
+            address=address,
+            credentials=credentials or {},
+            insecure_skip_verify=insecure_skip_verify,
+            timeout_s=timeout_s,
+            retries=retries,
+            max_connections=max_connections,
         )
-        session = PooledSession.for_address(
-            address, verify=not insecure_skip_verify, retry=retry, max_connections=max_connections
-        )
-        self.address = address
-        self.timeout_s = timeout_s
-        # 0.7.2 annotates ``timeout`` as int; the session takes any positive number (see the module docstring).
-        self._client = PrometheusConnect(
-            url=address, headers=headers, retry=retry, session=session, timeout=cast(int, timeout_s)
-        )
-        if basic is not None:
-            # Set after construction: 0.7.2 annotates ``auth`` as a non-optional tuple; it is a plain attribute.
-            self._client.auth = basic
+        self._settings = _Settings.of(config)
+        self.address, self.timeout_s = self._settings.address, timeout_s
+        self._client: httpx.Client = self._settings.built(httpx.Client)
+        self._in_flight = threading.BoundedSemaphore(max_connections)
+        # A provider dropped without close() (a CLI run, a test) still closes its kept-alive sockets.
+        weakref.finalize(self, self._client.close)
 
     @classmethod
     def from_config(cls, config: ProviderConfig) -> PrometheusProvider:
@@ -228,71 +421,113 @@ class PrometheusProvider:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _instant(self, query: str, at: float | None) -> list[tuple[Labels, float]]:
-        return _samples(self._result(query, at), query)
+    def _get(self, exchange: _Exchange, trace: _Trace) -> httpx.Response:
+        """One exchange, with at most ``max_connections`` in flight: httpcore's blocking pool can close a connection
+        it has just handed to a waiting thread when threads queue in it (encode/httpcore#1110), so they queue here."""
+        if not self._in_flight.acquire(timeout=self._settings.timeout_s):
+            raise httpx.PoolTimeout("no connection free")
+        try:
+            return self._client.get(self._settings.url, params=exchange.params, extensions={"trace": trace})
+        finally:
+            self._in_flight.release()
 
     def _result(self, query: str, at: float | None) -> Any:
-        params = {"timeout": prom_duration(self.timeout_s)}
-        if at is not None:
-            params["time"] = f"{at:.3f}"
-        try:
-            result = self._client.custom_query(query, params=params)
-        except PrometheusApiClientException as exc:
-            raise _http_error(exc, query, self.address) from exc
-        except requests.Timeout as exc:
-            raise ProviderTimeout(
-                f"prometheus at {self.address} did not answer within {self.timeout_s:g} s", query
-            ) from exc
-        except requests.exceptions.InvalidJSONError as exc:
-            raise ProviderResponseError(f"prometheus at {self.address} answered with invalid JSON", query) from exc
-        except requests.RequestException as exc:
-            raise ProviderUnavailable(f"prometheus at {self.address} is unreachable: {exc}", query) from exc
-        except (KeyError, TypeError) as exc:
-            raise ProviderResponseError(f"prometheus at {self.address} answered without data.result", query) from exc
-        return result
-
-    def run_series(self, query: str, *, at: float | None = None) -> list[Series]:
-        """Each series with its labels (``__name__`` dropped) and values; a range vector gives its raw samples."""
-        return _series(self._result(query, at), query)
+        exchange = _Exchange(self._settings, query, at)
+        while True:
+            trace = _Trace()
+            outcome: Outcome
+            try:
+                outcome = self._get(exchange, trace)
+            except httpx.HTTPError as exc:
+                outcome = exc
+            delay = exchange.again(trace, outcome)
+            if delay is None:
+                return exchange.result(outcome)
+            time.sleep(delay)
 
     def run_query(self, query: str, *, at: float | None = None) -> QueryResult:
         """One value at ``at``. Empty vector or NaN: no data. Several series: :class:`AmbiguousResult`."""
-        samples = self._instant(query, at)
-        if not samples:
-            return QueryResult(query, None, "empty result")
-        if len(samples) > 1:
-            listed = ", ".join(_describe(labels) for labels, _ in samples[:_MAX_LISTED_SERIES])
-            more = f" and {len(samples) - _MAX_LISTED_SERIES} more" if len(samples) > _MAX_LISTED_SERIES else ""
-            raise AmbiguousResult(
-                f"expected one series, got {len(samples)}: {listed}{more}; aggregate the query (e.g. sum(...))",
-                query,
-            )
-        value = samples[0][1]
-        if math.isnan(value):
-            return QueryResult(query, None, "NaN")
-        return QueryResult(query, value)
+        return instant_value(self._result(query, at), query)
 
     def run_vector(self, query: str, by: str, *, at: float | None = None) -> Mapping[str, float]:
         """One value per value of label ``by``; NaN series are left out (no data for that key)."""
-        values: dict[str, float] = {}
-        seen: set[str] = set()
-        for labels, value in self._instant(query, at):
-            key = labels.get(by)
-            if key is None:
-                raise AmbiguousResult(
-                    f"a series {_describe(labels)} has no label {by!r}; aggregate with 'by ({by})'", query
-                )
-            if key in seen:
-                raise AmbiguousResult(f"several series for {by}={key!r}; aggregate with 'by ({by})'", query)
-            seen.add(key)
-            if not math.isnan(value):
-                values[key] = value
-        return values
+        return vector_values(self._result(query, at), query, by)
+
+    def run_series(self, query: str, *, at: float | None = None) -> list[Series]:
+        """Each series with its labels (``__name__`` dropped) and values; a range vector gives its raw samples."""
+        return series_list(self._result(query, at), query)
 
     def is_online(self) -> bool:
         """Flagger's check: ``vector(1)`` must answer 1 (also proves the credentials work)."""
         try:
-            result = self.run_query("vector(1)")
+            return self.run_query("vector(1)").value == 1.0
         except ProviderError:
             return False
-        return result.value == 1.0
+
+
+class AsyncPrometheusProvider:
+    """An :class:`~controller.providers.AsyncMetricProvider` for one Prometheus server, on the event loop.
+
+    One ``httpx.AsyncClient`` (bounded connections) per provider; use it from one event loop and ``aclose`` it.
+    """
+
+    def __init__(self, config: ProviderConfig) -> None:
+        self._settings = _Settings.of(config)
+        self.address, self.timeout_s = self._settings.address, config.timeout_s
+        self._client: httpx.AsyncClient = self._settings.built(httpx.AsyncClient)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def __aenter__(self) -> AsyncPrometheusProvider:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def _result(self, query: str, at: float | None) -> Any:
+        exchange, url = _Exchange(self._settings, query, at), self._settings.url
+        while True:
+            trace = _Trace()
+            outcome: Outcome
+            try:
+                outcome = await self._client.get(url, params=exchange.params, extensions={"trace": trace.acall})
+            except httpx.HTTPError as exc:
+                outcome = exc
+            delay = exchange.again(trace, outcome)
+            if delay is None:
+                return exchange.result(outcome)
+            await asyncio.sleep(delay)
+
+    async def run_query(self, query: str, *, at: float | None = None) -> QueryResult:
+        """As :meth:`PrometheusProvider.run_query`."""
+        return instant_value(await self._result(query, at), query)
+
+    async def run_vector(self, query: str, by: str, *, at: float | None = None) -> Mapping[str, float]:
+        """As :meth:`PrometheusProvider.run_vector`."""
+        return vector_values(await self._result(query, at), query, by)
+
+    async def run_series(self, query: str, *, at: float | None = None) -> list[Series]:
+        """As :meth:`PrometheusProvider.run_series`."""
+        return series_list(await self._result(query, at), query)
+
+    async def is_online(self) -> bool:
+        """As :meth:`PrometheusProvider.is_online`."""
+        try:
+            return (await self.run_query("vector(1)")).value == 1.0
+        except ProviderError:
+            return False
+
+
+__all__ = [
+    "DEFAULT_MAX_CONNECTIONS",
+    "AsyncPrometheusProvider",
+    "PrometheusProvider",
+    "answer_result",
+    "auth_from_credentials",
+    "instant_value",
+    "query_params",
+    "series_list",
+    "transport_error",
+    "vector_values",
+]

@@ -45,7 +45,7 @@ class BucketError(ValueError):
 
 @dataclass(frozen=True)
 class BuiltinMetric:
-    """A reference to a built-in metric in a :class:`~controller.providers.looks.LookRequest`.
+    """A reference to a built-in metric in a :class:`~controller.providers.plan.LookRequest`.
 
     It is rendered against the request's namespace and target, over ``interval_s`` (the metric's ``interval``,
     Flagger's default 1m), at the look's end time.
@@ -53,6 +53,12 @@ class BuiltinMetric:
 
     name: BuiltinName
     interval_s: float = 60.0
+
+
+def compact(query: str, limit: int = 400) -> str:
+    """A query on one line, shortened for error messages and Events."""
+    text = " ".join(query.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def arm_models(model: TemplateModel) -> tuple[TemplateModel, TemplateModel]:
@@ -202,7 +208,7 @@ def slow_query(
     """Requests slower than the slow bucket per arm: ``bucket{le="+Inf"} − bucket{le=T}``, both arms in one query.
 
     ``T`` is :func:`slow_bucket` of the threshold. An arm whose histogram lacks the ``le=T`` bucket (custom
-    buckets) drops out of the result; :func:`~controller.providers.looks.collect_look` reports that as an error
+    buckets) drops out of the result; :func:`~controller.providers.plan.assemble` reports that as an error
     when the arm had requests, rather than counting zero slow requests.
     """
     boundary = slow_bucket(threshold_ms, boundaries)
@@ -239,6 +245,22 @@ def slow_buckets_selector(
     spellings = ["+Inf", *_le_spellings(boundary)]
     le = "|".join(_regex_escape(spelling) for spelling in spellings)
     return BUCKETS_METRIC + _selector(namespace, arm_regex(target), f"le=~{_string(le)}")
+
+
+def promql_string(value: str) -> str:
+    """``value`` as a PromQL double-quoted string literal."""
+    return _string(value)
+
+
+def regex_escape(value: str) -> str:
+    """``value`` matched literally inside a PromQL (RE2) regex."""
+    return _regex_escape(value)
+
+
+def le_matcher(threshold_ms: float, boundaries: tuple[float, ...] = ISTIO_DURATION_BUCKETS_MS) -> str:
+    """``le=~"+Inf|500|500.0"``: the ``+Inf`` bucket and every spelling of the slow bucket of ``threshold_ms``."""
+    spellings = ["+Inf", *_le_spellings(slow_bucket(threshold_ms, boundaries))]
+    return f"le=~{_string('|'.join(_regex_escape(spelling) for spelling in spellings))}"
 
 
 def baseline_query(selector: str, lookback_s: float) -> str:

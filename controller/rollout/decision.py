@@ -110,6 +110,7 @@ class Reason(StrEnum):
     MAX_DURATION_EXCEEDED = "MaxDurationExceeded"
     PROMOTION_STALLED = "PromotionStalled"
     USER_PAUSED = "UserPaused"
+    INCONCLUSIVE_PAUSE = "InconclusivePause"
     USER_RESUMED = "UserResumed"
     PROMOTE_FULL = "PromoteFullRequested"
     RETRIED = "Retried"

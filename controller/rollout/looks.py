@@ -12,6 +12,7 @@ from __future__ import annotations
 from analysis.verdict import Outcome, Verdict
 from controller.rollout.decision import Reason, SetWeights
 from controller.rollout.durations import format_duration
+from controller.rollout.inconclusive import roll_back_or_pause
 from controller.rollout.moves import (
     APPROVED,
     GATE_CONFIRM_PROMOTION,
@@ -35,6 +36,7 @@ from controller.rollout.moves import (
 )
 from controller.rollout.phases import Hold, Phase
 from controller.rollout.spec import HookType, Pause, SetWeight, canary_steps
+from controller.rollout.status import is_paused
 from controller.rollout.tick import Tick, begin_promotion, rollback, succeed
 
 _SEVERITY = {Outcome.PASS: 0, Outcome.NO_DATA: 1, Outcome.FAIL: 2, Outcome.REJECTED: 3}
@@ -62,7 +64,7 @@ def analyse(tick: Tick) -> None:
     if spec.skip_analysis:
         begin_promotion(tick, skipped=True)
         return
-    if tick.status.paused_by_user or not look_due(spec, tick.status, tick.now) or not gathered:
+    if is_paused(tick.status) or not look_due(spec, tick.status, tick.now) or not gathered:
         return
     _look(tick)
 
@@ -155,7 +157,7 @@ def _no_data(tick: Tick, reason: str, *, person_waits: bool) -> None:
     limit = tick.spec.analysis.no_data_limit
     tick.update(no_data_checks=count)
     if count >= limit and not person_waits:
-        rollback(
+        roll_back_or_pause(
             tick,
             Reason.NO_DATA,
             f"Rolling back {tick.target}: no data for {count} looks in a row (noDataLimit {limit}): {reason}",
@@ -362,6 +364,11 @@ def finalising(tick: Tick) -> None:
         tick,
         f"Promotion completed! Scaling down {tick.target}. Canary analysis completed successfully, promotion finished.",
     )
+
+
+def advance_on_approval(tick: Tick) -> None:
+    """A person promoted a rollout paused on weak evidence: make the next move now, as a passing look would."""
+    _advance(tick, None)
 
 
 def approve_pause(tick: Tick) -> None:

@@ -52,7 +52,7 @@ from controller.rollout.observations import Observations
 from controller.rollout.phases import ANALYSING, WORLD_HOLDS, Hold, Phase
 from controller.rollout.requests import handle_request
 from controller.rollout.spec import CanarySpec, HookType
-from controller.rollout.status import CanaryStatus
+from controller.rollout.status import CanaryStatus, is_paused
 from controller.rollout.tick import Tick, desired_routes, reset_for_revision, rollback, start_progressing
 
 DEADLINE_PHASES = frozenset(
@@ -82,7 +82,7 @@ def plan(spec: CanarySpec, status: CanaryStatus, now: float) -> Probes:
     if phase is Phase.WAITING:
         return Probes(hooks=waiting_phase_hooks(spec, status, now))
     if phase in ANALYSING:
-        if spec.skip_analysis or status.paused_by_user or gathering_paused(status) or not look_due(spec, status, now):
+        if spec.skip_analysis or is_paused(status) or gathering_paused(status) or not look_due(spec, status, now):
             return Probes()
         metrics = metrics_due(spec, status)
         start = status.last_analysis_time

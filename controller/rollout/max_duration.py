@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from controller.rollout.decision import Reason
 from controller.rollout.durations import format_duration
+from controller.rollout.inconclusive import WEAK_HOLDS, roll_back_or_pause
 from controller.rollout.phases import ANALYSING, Hold
 from controller.rollout.tick import Tick, rollback
 
@@ -49,7 +50,8 @@ def check_max_duration(tick: Tick, wait: Hold | None, *, primary_changed: bool) 
     elapsed = automated_elapsed(tick)
     if elapsed is None or elapsed <= limit:
         return
-    rollback(
+    weak = tick.status.hold in WEAK_HOLDS  # the judge still holds for data or evidence: no regression shown
+    (roll_back_or_pause if weak else rollback)(
         tick,
         Reason.MAX_DURATION_EXCEEDED,
         f"Rolling back {tick.target}: the rollout ran {format_duration(elapsed)}, longer than its maxDuration "

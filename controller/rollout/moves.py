@@ -206,6 +206,8 @@ def human_wait(spec: CanarySpec, status: CanaryStatus, now: float) -> Hold | Non
     """
     if status.paused_by_user:
         return Hold.USER_PAUSE
+    if status.paused_inconclusive:
+        return Hold.INCONCLUSIVE
     return awaiting_approval(spec, status, now)
 
 

@@ -99,6 +99,7 @@ class Hold(StrEnum):
     CONFIRM_TRAFFIC_INCREASE = "ConfirmTrafficIncrease"
     CONFIRM_PROMOTION = "ConfirmPromotion"
     USER_PAUSE = "UserPause"
+    INCONCLUSIVE = "Inconclusive"
     PROMOTION_STALLED = "PromotionStalled"
     ROUTE_NOT_ACCEPTED = "RouteNotAccepted"
 
@@ -110,6 +111,7 @@ HUMAN_HOLDS = frozenset(
         Hold.CONFIRM_TRAFFIC_INCREASE,
         Hold.CONFIRM_PROMOTION,
         Hold.USER_PAUSE,
+        Hold.INCONCLUSIVE,
     }
 )
 """Holds that name a wait for a person (or a gate they control); ``moves.human_wait`` decides which one applies."""

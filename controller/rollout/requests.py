@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from controller.rollout.decision import Reason
-from controller.rollout.looks import approve_pause
+from controller.rollout.inconclusive import end_inconclusive_pause
+from controller.rollout.looks import advance_on_approval, approve_pause
 from controller.rollout.moves import (
     APPROVED,
     GATE_CONFIRM_PROMOTION,
@@ -49,6 +50,11 @@ def _promote(tick: Tick) -> str | None:
         _approve_rollout(tick, Reason.ROLLOUT_APPROVED, f"Rollout of {tick.target} approved; scaling up")
         return None
     # What waits for approval follows from phase, step and gates; status.hold only shows the latest look's result.
+    if status.paused_inconclusive:
+        end_inconclusive_pause(tick)
+        tick.note(Reason.PROMOTION_APPROVED, f"{tick.target} approved on the evidence so far; moving on")
+        advance_on_approval(tick)
+        return None
     waiting_for = awaiting_approval(tick.spec, status, tick.now)
     if waiting_for is Hold.MANUAL_PAUSE:
         approve_pause(tick)
@@ -100,6 +106,8 @@ def _abort(tick: Tick) -> str | None:
 def _pause(tick: Tick) -> str | None:
     if tick.status.paused_by_user:
         return "the rollout is already paused"
+    if tick.status.paused_inconclusive:
+        return "the rollout is already paused (on weak evidence): promote, resume or abort it"
     if tick.status.phase in (*ANALYSING, Phase.PROMOTING):
         message = f"Rollout of {tick.target} paused by a manual request; resume it to continue"
         tick.update(paused_by_user=True)
@@ -109,6 +117,10 @@ def _pause(tick: Tick) -> str | None:
 
 
 def _resume(tick: Tick) -> str | None:
+    if tick.status.paused_inconclusive and not tick.status.paused_by_user:
+        end_inconclusive_pause(tick)
+        tick.note(Reason.USER_RESUMED, f"Rollout of {tick.target} resumed: looking again")
+        return None
     if not tick.status.paused_by_user:
         return "the rollout is not paused"
     tick.update(paused_by_user=False, progress_time=tick.now)

@@ -145,6 +145,16 @@ class LatencyPolicy:
     max_relative_increase: float = 0.0
 
 
+class OnInconclusive(StrEnum):
+    """``analysis.comparison.onInconclusive``: what weak evidence leads to (no data at ``noDataLimit``, or
+    ``maxDuration`` reached while the judge still holds for data or evidence)."""
+
+    ROLLBACK = "rollback"
+    """Flagger's and Argo's default: roll back."""
+    PAUSE = "pause"
+    """Hold the weight and page a person, who promotes, resumes (keeps looking) or aborts."""
+
+
 @dataclass(frozen=True)
 class ComparisonSpec:
     """``analysis.comparison``: the always-valid canary-vs-primary judge (see docs/judge.md)."""
@@ -154,6 +164,7 @@ class ComparisonSpec:
     error_rate: ErrorRatePolicy | None = field(default_factory=ErrorRatePolicy)
     latency: LatencyPolicy | None = None
     require_evidence: bool = False
+    on_inconclusive: OnInconclusive = field(default_factory=lambda: OnInconclusive.ROLLBACK)
 
 
 @dataclass(frozen=True)
@@ -382,6 +393,7 @@ def _parse_comparison(raw: Mapping[str, Any]) -> ComparisonSpec:
             else None
         ),
         require_evidence=bool(raw.get("requireEvidence", False)),
+        on_inconclusive=OnInconclusive(str(raw.get("onInconclusive", OnInconclusive.ROLLBACK.value))),
     )
 
 

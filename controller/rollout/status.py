@@ -143,6 +143,7 @@ class CanaryStatus:
     evidence: Mapping[str, Any] = field(default_factory=dict)
     gates: Mapping[str, str] = field(default_factory=dict)
     paused_by_user: bool = False
+    paused_inconclusive: bool = False
     promote_full: bool = False
     last_request_id: str = ""
     hold: Hold | None = None
@@ -195,6 +196,7 @@ class CanaryStatus:
             evidence=dict(raw.get("evidence") or {}),
             gates={str(k): str(v) for k, v in (raw.get("gates") or {}).items()},
             paused_by_user=bool(raw.get("pausedByUser", False)),
+            paused_inconclusive=bool(raw.get("pausedInconclusive", False)),
             promote_full=bool(raw.get("promoteFull", False)),
             last_request_id=str(raw.get("lastRequestId") or ""),
             hold=None if not hold_raw else Hold(hold_raw),
@@ -228,8 +230,15 @@ class CanaryStatus:
             "evidence": dict(self.evidence),
             "gates": dict(self.gates),
             "pausedByUser": self.paused_by_user,
+            "pausedInconclusive": self.paused_inconclusive,
             "promoteFull": self.promote_full,
             "lastRequestId": self.last_request_id,
             "hold": None if self.hold is None else self.hold.value,
             "message": self.message,
         }
+
+
+def is_paused(status: CanaryStatus) -> bool:
+    """A person holds the rollout: a user pause, or a pause on weak evidence (``onInconclusive: pause``). No look
+    runs and nothing moves until they act."""
+    return status.paused_by_user or status.paused_inconclusive

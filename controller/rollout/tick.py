@@ -142,6 +142,7 @@ def reset_for_revision(tick: Tick, *, keep_approval: bool) -> None:
         evidence={},
         gates=gates,
         promote_full=False,
+        paused_inconclusive=False,
         rollout_start_time=tick.now,
         wait_start_time=None,
     )
@@ -162,6 +163,7 @@ def rollback(tick: Tick, reason: Reason, message: str) -> None:
         canary_weight=0,
         mirrored=False,
         paused_by_user=False,
+        paused_inconclusive=False,
         promote_full=False,
         gates={**tick.status.gates, GATE_POST_ROLLOUT: PENDING},
     )
@@ -180,6 +182,7 @@ def succeed(tick: Tick, message: str) -> None:
         promoted_configs=dict(tick.status.tracked_configs),
         gates={**tick.status.gates, GATE_POST_ROLLOUT: PENDING},
         paused_by_user=False,
+        paused_inconclusive=False,
     )
     tick.enter(Phase.SUCCEEDED, Reason.SUCCEEDED, message)
 

@@ -65,6 +65,8 @@ def usage(options: HoldOptions, stack: Stack) -> list[str]:
         "  kubectl set image -n test deployment/podinfo podinfod=ghcr.io/stefanprodan/podinfo:6.7.2",
         "  kubectl set env -n test deployment/podinfo ERROR_RATE=0.1   # a faulty release",
         "  kubectl coalmine get -w -n test",
+        "  kubectl coalmine dashboard -n test                  # the same in your browser",
+        f"  coalmine judge -f examples/demo-canary.yaml --prometheus {stack.prometheus_url} --start -15m --end now",
         "",
         f"Prometheus: {stack.prometheus_url} (scraping every {options.scrape_interval_s:g} s); "
         f"traffic: {options.rps:g} requests/s through http://{stack.router_address}/",

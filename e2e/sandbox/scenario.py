@@ -10,14 +10,15 @@
 4. release a faulty one (``ERROR_RATE=0.1``) and wait for ``Failed``;
 5. draw the PNG (:mod:`e2e.sandbox.chart`) and print a summary: each release's outcome, decision time and reason.
 
-A live view runs meanwhile: the plugin's ``kubectl coalmine get -w`` when stdout is a terminal, else one line per
-change. Everything is stopped and the temporary directory removed on exit, error, Ctrl-C or SIGTERM.
+A live view runs meanwhile. On a terminal (:class:`e2e.sandbox.liveview.TerminalView`): the plugin's ``kubectl
+coalmine get -w`` table, redrawn in place at the bottom, with the narration and one line per change of phase, weight
+or message printed above it, ending on the last state; elsewhere (a pipe, a CI log) the same lines without the
+table. Everything is stopped and the temporary directory removed on exit, error, Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
 
 import math
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -26,8 +27,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from controller.kube.api import CANARIES, DEPLOYMENTS
-from e2e.sandbox import manifests, procs
-from e2e.sandbox.chart import draw
+from e2e.sandbox import manifests
+from e2e.sandbox.chart import ReleaseMark, Thresholds, draw
+from e2e.sandbox.liveview import ChangeLog, TerminalView
 from e2e.sandbox.observe import Sample, Sampler, error_rates
 from e2e.sandbox.stack import Stack
 
@@ -101,13 +103,6 @@ def default_output() -> Path:
     return Path("out") / f"sandbox-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}.png"
 
 
-def plugin_command(*args: str) -> list[str]:
-    script = Path(sys.executable).with_name("kubectl-coalmine")
-    if script.is_file():
-        return [str(script), *args]
-    return [sys.executable, "-c", "from controller.cli.plugin import app; app()", *args]
-
-
 def wait_for_phase(
     sampler: Sampler, phases: tuple[str, ...], timeout_s: float, *, after: float, on_change: Callable[[Sample], None]
 ) -> Sample | None:
@@ -125,28 +120,26 @@ def wait_for_phase(
     return None
 
 
-class LineView:
-    """The live view without a terminal: one line whenever phase, weight or message changes."""
-
-    def __init__(self, echo: Callable[[str], None]) -> None:
-        self.echo = echo
-        self.last: tuple[str, int | None, str] | None = None
-
-    def __call__(self, sample: Sample) -> None:
-        key = (sample.phase, sample.mesh_weight, sample.message)
-        if key != self.last and sample.phase:
-            self.last = key
-            self.echo(f"  [{sample.t:6.1f}s] {sample.phase:<12} weight {sample.mesh_weight or 0:>3}%  {sample.message}")
+def release_marks(releases: list[tuple[float, str]], outcomes: list[Outcome]) -> list[ReleaseMark]:
+    """What the picture marks per release: when it was released and, once it ended, when and how."""
+    marks = []
+    for index, (released_at, version) in enumerate(releases):
+        outcome = outcomes[index] if index < len(outcomes) else None
+        if outcome is None:
+            marks.append(ReleaseMark(released_at, version))
+        else:
+            marks.append(ReleaseMark(released_at, version, released_at + outcome.decided_after_s, outcome.phase))
+    return marks
 
 
 def run(options: Options) -> Result:
     """Run the scenario (see the module docstring); the caller prints the summary from the result."""
-    echo = options.echo
+    echo = options.echo  # while the terminal view is open, through it (above its frame)
     result = Result()
     timing = options.timing
     echo(BANNER)
     stack = Stack(keep=options.keep, scrape_interval_s=options.scrape_interval_s, provider=options.provider)
-    live: subprocess.Popen[str] | None = None
+    terminal: TerminalView | None = None
     sampler: Sampler | None = None
     try:
         echo("Starting the emulated API, workload stand-in, router, Prometheus and the operator …")
@@ -157,18 +150,14 @@ def run(options: Options) -> Result:
         sampler = Sampler(api, ns, name, provider=options.provider).start()
         budget = 30 + options.deadline_s * len(RELEASES)
         stack.start_load(options.rps, budget)
-        use_plugin = sys.stdout.isatty() if options.live is None else options.live
-        if use_plugin:
-            live = subprocess.Popen(
-                plugin_command("get", "-w", "-n", ns, "--kubeconfig", str(stack.kubeconfig)),
-                env=stack.env(),
-                stdin=subprocess.DEVNULL,
-                text=True,
-                preexec_fn=procs.die_with_parent,
-            )
-        view: Callable[[Sample], None] = (lambda _sample: None) if use_plugin else LineView(echo)
+        live = sys.stdout.isatty() if options.live is None else options.live
+        if live:  # one writer on the terminal: the table and every line above it come from this process
+            terminal = TerminalView(stack.cluster, ns).start()
+            echo = terminal.echo
+        view: Callable[[Sample], None] = terminal if terminal is not None else ChangeLog(echo)
+        canary = manifests.canary(ns, name, timing, provider=options.provider)
         api.create(DEPLOYMENTS, ns, manifests.deployment(ns, name, BASELINE))
-        api.create(CANARIES, ns, manifests.canary(ns, name, timing, provider=options.provider))
+        api.create(CANARIES, ns, canary)
         routed_by = ROUTED_BY[options.provider]
         echo(
             f"Applied Deployment {name} ({BASELINE.version}, 0.5 % errors) and its Canary (routed by {routed_by}); "
@@ -203,18 +192,22 @@ def run(options: Options) -> Result:
             result.outcomes.append(Outcome(release, ended.phase, ended.t - released_at, ended.message))
         sampler.stop()
         result.samples = list(sampler.samples)
-        if live is not None:
-            procs.stop(live)
-            live = None
+        if terminal is not None:
+            terminal.close()  # the frame left on screen is the state the last release ended in
+            terminal, echo = None, options.echo
         rates = error_rates(stack.prometheus_url, ns, epoch_zero - 5, time.time())
         output = options.output or default_output()
         title = "Coalmine sandbox: a healthy release, then a faulty one"
-        result.picture = draw(output, result.samples, rates, releases, epoch_zero=epoch_zero, title=title)
+        marks = release_marks(releases, result.outcomes)
+        thresholds = Thresholds.of_canary(canary)
+        result.picture = draw(
+            output, result.samples, rates, marks, epoch_zero=epoch_zero, thresholds=thresholds, title=title
+        )
     finally:
         if sampler is not None:
             sampler.stop()
-        if live is not None:
-            procs.stop(live)
+        if terminal is not None:
+            terminal.close()  # give the terminal back (cursor shown) on an error or Ctrl-C too
         stack.down()
         if options.keep:
             echo(f"Logs kept in {stack.workdir}")
@@ -232,4 +225,17 @@ def summary(result: Result) -> list[str]:
         )
     if result.picture is not None:
         lines.append(f"Picture: {result.picture}")
-    return lines
+    return lines + KEEP_EXPLORING
+
+
+KEEP_EXPLORING = [
+    "",
+    "Keep exploring: the same world (emulated API, real operator, Prometheus and traffic), held up for you:",
+    "  .venv/bin/coalmine sandbox --hold --kubeconfig /tmp/coalmine-sandbox.kubeconfig",
+    "It prints what to try; among it, in another terminal:",
+    "  export KUBECONFIG=/tmp/coalmine-sandbox.kubeconfig",
+    "  .venv/bin/kubectl-coalmine get -w -n test            # the rollout live, as you release",
+    "  .venv/bin/kubectl-coalmine dashboard -n test         # the same in your browser",
+    "  .venv/bin/coalmine judge -f examples/demo-canary.yaml --prometheus <the URL it prints> --start -15m --end now",
+]
+"""How to go on after ``make demo`` (the summary's last lines)."""

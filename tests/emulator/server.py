@@ -169,6 +169,8 @@ class CoalmineEmulator(kmock.KubernetesEmulator):
     request_log_limit: int | None = 2_000
     faults: FaultInjector = attrs.field(factory=FaultInjector)
     namespaces: Sequence[str] = ("default", "kube-system")
+    writes: int = attrs.field(default=0, init=False)
+    """Write requests served (POST, PUT, PATCH, DELETE): the benchmark's API writes per second."""
 
     store: Store = attrs.field(init=False)
     _specs: dict[str, ResourceSpec] = attrs.field(factory=dict, init=False)
@@ -288,6 +290,8 @@ class CoalmineEmulator(kmock.KubernetesEmulator):
         try:
             request = await parse_request(raw_request, id=len(self._requests))
             self._requests.append(request)
+            if raw_request.method in ("POST", "PUT", "PATCH", "DELETE"):
+                self.writes += 1
             try:
                 return await self._handle(request)
             except rendering.StreamingError as exc:

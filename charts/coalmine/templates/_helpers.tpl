@@ -83,6 +83,22 @@ Sharding (sharding.shards, `coalmine run --shard I/N`). The shard helpers take a
 {{- end -}}
 {{- end -}}
 
+{{/* How the replicas agree on who acts: "lease" (fencing, --leader-elect), "peering" (kopf), or "" without HA. */}}
+{{- define "coalmine.election" -}}
+{{- if .Values.ha.enabled -}}
+{{- default "lease" .Values.ha.election -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Lease of --leader-elect: `<leaseName>-shard-I`, so each shard elects its own leader. */}}
+{{- define "coalmine.leaseName" -}}
+{{- if gt (int .shards) 1 -}}
+{{- printf "%s-shard-%d" (default "coalmine" .Values.ha.leaseName) (int .shard) -}}
+{{- else -}}
+{{- default "coalmine" .Values.ha.leaseName -}}
+{{- end -}}
+{{- end -}}
+
 {{/* kopf's peering name: `<peeringName>-shard-I`, so each shard is its own HA pair with one active replica. */}}
 {{- define "coalmine.peeringName" -}}
 {{- if gt (int .shards) 1 -}}

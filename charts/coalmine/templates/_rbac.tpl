@@ -51,6 +51,24 @@ copies.
   verbs: ["list", "watch", "patch"]
 {{- end -}}
 
+{{/*
+--leader-elect: read and renew only the chart's own Leases (one per shard); creating cannot be limited to a name.
+Never in the ClusterRole: taking any Lease cluster-wide could take over another controller's leader election.
+*/}}
+{{- define "coalmine.rbac.leaseRules" -}}
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["create"]
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  resourceNames:
+    {{- $shards := include "coalmine.shards" . | int }}
+    {{- range $shard := until $shards }}
+    - {{ include "coalmine.leaseName" (dict "Values" $.Values "shard" $shard "shards" $shards) }}
+    {{- end }}
+  verbs: ["get", "update"]
+{{- end -}}
+
 {{/* Cluster-scoped reads every mode needs: kopf discovers and re-scans the CRDs it serves. */}}
 {{- define "coalmine.rbac.discoveryRules" -}}
 - apiGroups: ["apiextensions.k8s.io"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -45,11 +45,16 @@ class PluginError(Exception):
 
 @dataclass(frozen=True)
 class Cluster:
-    """A connected API client, the namespace commands default to, and the kubeconfig user (for ``by``)."""
+    """A connected API client, the namespace commands default to, and the kubeconfig user (for ``by``).
+
+    ``configuration`` is the loaded kubeconfig's client configuration, kept for callers that need a second
+    connection with the same credentials (``kubectl coalmine dashboard`` opens its watches with it).
+    """
 
     api: KubeClient
     namespace: str
     user: str = ""
+    configuration: Configuration | None = field(default=None, compare=False, repr=False)
 
 
 def connect(kubeconfig: str | None, context: str | None, namespace: str | None, timeout_s: float = 15.0) -> Cluster:
@@ -86,7 +91,7 @@ def connect(kubeconfig: str | None, context: str | None, namespace: str | None, 
     except kube_config.ConfigException as exc:
         raise PluginError(f"cannot load the Kubernetes configuration: {exc}") from exc
     api = KubeClient.from_configuration(configuration, timeout_s=timeout_s, instance="kubectl-coalmine")
-    return Cluster(api=api, namespace=namespace or str(default_ns), user=user)
+    return Cluster(api=api, namespace=namespace or str(default_ns), user=user, configuration=configuration)
 
 
 def list_rollouts(cluster: Cluster, namespace: str | None) -> list[Object]:
@@ -153,6 +158,12 @@ def target_revision(cluster: Cluster, obj: Mapping[str, Any]) -> str | None:
     except ApiError:
         return None
     return None if deployment is None else pod_template_hash(deployment)
+
+
+def find_deployment(cluster: Cluster, namespace: str, name: str) -> Object | None:
+    """A Deployment (the target or its ``-primary``), None when absent; a :class:`PluginError` worded for RBAC when
+    it may not be read, so a caller can show why the images are missing instead of failing the whole view."""
+    return _guard(partial(cluster.api.get, DEPLOYMENTS, namespace, name), "get", DEPLOYMENTS, namespace)
 
 
 def _list_kind(cluster: Cluster, resource: Resource, namespace: str | None) -> list[Object]:

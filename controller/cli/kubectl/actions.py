@@ -79,11 +79,14 @@ def precheck(action: ManualAction, obj: Mapping[str, Any]) -> str | None:
     if action is ManualAction.PAUSE:
         if status.paused_by_user:
             return f"{name} is already paused; resume it with: kubectl coalmine resume {name}"
+        if status.paused_inconclusive:
+            return f"{name} is already paused on weak evidence; promote, resume or abort it"
         if phase in (*ANALYSING, Phase.PROMOTING):
             return None
         return f"nothing to pause: {name} is {phase}"
     if action is ManualAction.RESUME:
-        return None if status.paused_by_user else f"{name} is not paused (it is {phase})"
+        paused = status.paused_by_user or status.paused_inconclusive
+        return None if paused else f"{name} is not paused (it is {phase})"
     if phase is not Phase.FAILED:
         return f"nothing to retry: {name} is {phase} (only a Failed rollout can be retried)"
     return None

@@ -59,9 +59,17 @@ def rollout_table(summaries: Sequence[RolloutSummary], now: float) -> Table:
     return table
 
 
-def detail_view(summary: RolloutSummary, events: Sequence[EventRecord], now: float) -> Group:
-    """``get NAME``: the state, a progress bar over the steps, checks, evidence, conditions and recent Events."""
+def detail_view(
+    summary: RolloutSummary,
+    events: Sequence[EventRecord],
+    now: float,
+    workloads: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Group:
+    """``get NAME``: the state, a progress bar over the steps, the arms' Deployments (images, replicas ready,
+    revisions), checks, evidence, conditions and recent Events."""
     parts: list[RenderableType] = [_facts(summary, now), _steps(summary)]
+    if workloads:
+        parts += [Text("\nWorkloads", style="bold"), workloads_table(workloads)]
     metrics = evidence_rows(summary.evidence)
     if metrics:
         parts += [Text("\nEvidence (last look)", style="bold"), evidence_table(metrics)]
@@ -69,6 +77,32 @@ def detail_view(summary: RolloutSummary, events: Sequence[EventRecord], now: flo
         parts += [Text("\nConditions", style="bold"), conditions_table(summary.conditions)]
     parts += [Text("\nEvents", style="bold"), events_table(events[-10:]) if events else Text("  <none>")]
     return Group(*parts)
+
+
+def workloads_table(workloads: Mapping[str, Mapping[str, Any]]) -> Table:
+    """One row per arm: its Deployment, replicas ready, images, pod-template hash and Deployment revision."""
+    table = Table(box=None, pad_edge=False, show_edge=False, padding=(0, 2, 0, 2))
+    for column in ("ARM", "DEPLOYMENT", "READY", "IMAGES", "TEMPLATE", "REVISION"):
+        table.add_column(column, no_wrap=column != "IMAGES")
+    for arm, found in workloads.items():
+        if not found.get("found"):
+            table.add_row(
+                arm, str(found.get("name", "")), "-", Text(str(found.get("note", "")), style="yellow"), "", ""
+            )
+            continue
+        images = ", ".join(str(item["image"]) for item in found.get("images") or ())
+        ready = (
+            f"{found.get('readyReplicas') or 0}/{found.get('replicas') if found.get('replicas') is not None else '?'}"
+        )
+        table.add_row(
+            arm,
+            str(found.get("name", "")),
+            ready,
+            images,
+            str(found.get("templateHash") or "")[:10],
+            str(found.get("revision") or "-"),
+        )
+    return table
 
 
 def explain_view(summary: RolloutSummary, events: Sequence[EventRecord]) -> Group:
@@ -162,7 +196,10 @@ def _facts(summary: RolloutSummary, now: float) -> Table:
     table.add_column()
     table.add_row("Name", f"{summary.namespace}/{summary.name} ({summary.kind}, age {summary.age(now)})")
     phase = phase_text(summary.phase)
-    table.add_row("Phase", Text.assemble(phase, (" · Paused", "yellow")) if summary.paused_by_user else phase)
+    paused = (
+        " · Paused" if summary.paused_by_user else " · Paused (weak evidence)" if summary.paused_inconclusive else ""
+    )
+    table.add_row("Phase", Text.assemble(phase, (paused, "yellow")) if paused else phase)
     if summary.hold:
         table.add_row("Holding", summary.hold + (" (paused by a user)" if summary.paused_by_user else ""))
     table.add_row("Message", summary.message or "-")

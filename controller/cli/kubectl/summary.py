@@ -55,6 +55,7 @@ class RolloutSummary:
     message: str = ""
     hold: str = ""
     paused_by_user: bool = False
+    paused_inconclusive: bool = False
     last_request_id: str = ""
     spec_error: str = ""
     conditions: tuple[Mapping[str, Any], ...] = ()
@@ -95,6 +96,7 @@ class RolloutSummary:
             "message": self.message,
             "hold": self.hold or None,
             "pausedByUser": self.paused_by_user,
+            "pausedInconclusive": self.paused_inconclusive,
             "threshold": self.threshold,
             "stepList": None if self.steps is None else [describe_step(step) for step in self.steps],
             "specError": self.spec_error or None,
@@ -112,6 +114,7 @@ class RolloutSummary:
             "phase": self.phase,
             "hold": self.hold or None,
             "pausedByUser": self.paused_by_user,
+            "pausedInconclusive": self.paused_inconclusive,
             "message": self.message,
             "conditions": [dict(c) for c in self.conditions],
             "lastLook": dict(self.evidence),
@@ -146,6 +149,7 @@ def summarize(obj: Mapping[str, Any]) -> RolloutSummary:
         message=str(status.get("message") or ""),
         hold=str(status.get("hold") or ""),
         paused_by_user=bool(status.get("pausedByUser", False)),
+        paused_inconclusive=bool(status.get("pausedInconclusive", False)),
         last_request_id=str(status.get("lastRequestId") or ""),
         spec_error=spec_error,
         conditions=tuple(c for c in status.get("conditions") or () if isinstance(c, Mapping)),
