@@ -56,6 +56,11 @@ class OperatorConfig:
     kubernetes_timeout_s: float = 30.0
     instance: str = "coalmine"
     concurrency: int = 64
+    kube_threads: int = 8
+    """Worker threads for the official (blocking) Kubernetes client (:meth:`OperatorContext.blocking`). Few on
+    purpose: each runnable thread competes with the event loop for the GIL, and with 64 of them the loop waited
+    whole switch intervals between its own steps (``bench/scale.py``: p99 tick lag). Eight keep thousands of
+    requests a second in flight against an API server answering in milliseconds."""
     default_provider: str = "istio"
     """The router of Canaries/BlueGreens without ``spec.provider`` (Flagger's ``-mesh-provider``)."""
     selector: tuple[tuple[str, str | None], ...] = ()
@@ -122,14 +127,14 @@ class OperatorContext:
 
     async def blocking(self, function: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a tick's blocking work (the official Kubernetes client's calls) in the operator's worker threads, at
-        most ``config.concurrency`` at once, in a copy of the caller's context variables (as ``asyncio.to_thread``).
+        most ``config.kube_threads`` at once, in a copy of the caller's context variables (as ``asyncio.to_thread``).
 
         A pool of its own rather than asyncio's default one, so a burst of ticks cannot starve kopf's own use of
-        the default pool; and bounded, so thousands of Canaries due together keep at most ``concurrency``
-        connections to the API server.
+        the default pool; and small, so the worker threads do not starve the event loop of the GIL, and
+        thousands of Canaries due together keep at most ``kube_threads`` connections busy on the API server.
         """
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=self.config.concurrency, thread_name_prefix="coalmine")
+            self._executor = ThreadPoolExecutor(max_workers=self.config.kube_threads, thread_name_prefix="coalmine")
         call = functools.partial(contextvars.copy_context().run, function, *args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
