@@ -118,8 +118,12 @@ async def test_spec_edits_converge_while_succeeded(emulator: CoalmineEmulator, p
                 and (apex.get("metadata") or {}).get("labels", {}).get("edited") == "yes"
             )
 
-        # one 1 s interval, plus a tick
+        def recorded() -> bool:
+            generation = emulator.read_object(CANARIES, NS, "podinfo")["metadata"]["generation"]
+            return bool(status_of(emulator, "podinfo").get("appliedGeneration") == generation)
+
+        # one 1 s interval, plus a tick. The router objects are written before the status that records the applied
+        # generation (separate objects, never one atomic write), so each is waited for within the same bound.
         await wait_for("the edit on the Services, VirtualService and DestinationRules", converged, timeout=3)
-        status = status_of(emulator, "podinfo")
-        assert status["phase"] == "Succeeded"
-        assert status["appliedGeneration"] == emulator.read_object(CANARIES, NS, "podinfo")["metadata"]["generation"]
+        await wait_for("status.appliedGeneration to record the edit", recorded, timeout=1)
+        assert status_of(emulator, "podinfo")["phase"] == "Succeeded"
