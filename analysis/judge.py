@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from analysis.compare import judge_compared
@@ -105,17 +105,42 @@ def _rate_label(comparison: RateComparison) -> str:
     return f"rate of requests slower than {comparison.slow_threshold_ms:g} ms"
 
 
-def _restore_ratio(stored: Mapping[str, Any] | None, comparison: RateComparison) -> RatioState:
-    """The stored test, unless its settings differ from the policy's (then a fresh test)."""
+def _design(comparison: RateComparison) -> RatioDesign:
+    """The error-rate test's mixture, or the slow-request test's (weighted towards the ratios latency shifts make)."""
+    if comparison.slow_threshold_ms is None:
+        return RatioDesign(theta0=comparison.theta0)
+    return RatioDesign.for_latency(comparison.theta0)
+
+
+# States stored before the mixture was recorded were all run under the error-rate mixture.
+_UNRECORDED_MIXTURE = RatioDesign().mixture_json
+
+
+def _restore_ratio(stored: Mapping[str, Any] | None, comparison: RateComparison, design: RatioDesign) -> RatioState:
+    """The stored test, unless its settings differ from the policy's (then a fresh test).
+
+    A state run under another mixture (an upgrade changed the prior) keeps its data — the log-likelihood grid does not
+    depend on the mixture — but not its running maximum of log E: that maximum belongs to the other mixture, and the
+    larger of two e-processes' maxima is not controlled by Ville's inequality. The new mixture evaluated on all the
+    data is an e-process from the first look, so its maximum from now on may only be below its supremum: still ≤ α.
+    """
     if not stored or stored.get("theta0") != comparison.theta0:
         return RatioState()
     if stored.get("slowThresholdMs") != comparison.slow_threshold_ms:
         return RatioState()
-    return RatioState.from_json(stored["test"])
+    state = RatioState.from_json(stored["test"])
+    if stored.get("mixture", _UNRECORDED_MIXTURE) != design.mixture_json:
+        state = replace(state, max_log_e=0.0)
+    return state
 
 
-def _ratio_json(state: RatioState, comparison: RateComparison) -> dict[str, Any]:
-    return {"theta0": comparison.theta0, "slowThresholdMs": comparison.slow_threshold_ms, "test": state.to_json()}
+def _ratio_json(state: RatioState, comparison: RateComparison, design: RatioDesign) -> dict[str, Any]:
+    return {
+        "theta0": comparison.theta0,
+        "slowThresholdMs": comparison.slow_threshold_ms,
+        "mixture": design.mixture_json,
+        "test": state.to_json(),
+    }
 
 
 def _times(value: float | None) -> str:
@@ -134,22 +159,22 @@ def _judge_rate(
     kind = "errorRate" if comparison.slow_threshold_ms is None else "latency"
     label = _rate_label(comparison)
     alpha = policy.alpha_per_comparison
-    design = RatioDesign(theta0=comparison.theta0)
-    state = _restore_ratio(stored, comparison)
+    design = _design(comparison)
+    state = _restore_ratio(stored, comparison, design)
 
     def events(arm: ArmCounts) -> float:
         return arm.errors if comparison.slow_threshold_ms is None else arm.slow
 
     if look.counts_error is not None:
         evidence = MetricEvidence(name, Outcome.FAIL, f"{name}: comparison query failed: {look.counts_error}", kind)
-        return _Result(evidence, _ratio_json(state, comparison), _hold_for(state, policy, name))
+        return _Result(evidence, _ratio_json(state, comparison, design), _hold_for(state, policy, name))
     bad = bad_counts(look)
     if bad is not None:  # the sequential state is left untouched: bad data never becomes evidence
         evidence = MetricEvidence(name, Outcome.FAIL, f"{name}: {bad}", kind)
-        return _Result(evidence, _ratio_json(state, comparison), _hold_for(state, policy, name) or bad)
+        return _Result(evidence, _ratio_json(state, comparison, design), _hold_for(state, policy, name) or bad)
     if not look.canary.requests > 0:  # also catches NaN
         evidence = MetricEvidence(name, Outcome.NO_DATA, f"{name}: no canary requests in this look", kind)
-        return _Result(evidence, _ratio_json(state, comparison), _hold_for(state, policy, name))
+        return _Result(evidence, _ratio_json(state, comparison, design), _hold_for(state, policy, name))
 
     bounds = detail or policy.require_evidence  # requireEvidence decides on the upper bound: always computed then
     updated = ratio_look(
@@ -210,7 +235,7 @@ def _judge_rate(
         canary_requests=round(state.canary_requests),
         primary_requests=round(state.primary_requests),
     )
-    return _Result(evidence, _ratio_json(state, comparison), hold, detect_text, collecting)
+    return _Result(evidence, _ratio_json(state, comparison, design), hold, detect_text, collecting)
 
 
 def _hold_for(state: RatioState, policy: JudgePolicy, name: str) -> str:

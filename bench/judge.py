@@ -194,6 +194,9 @@ ERROR_RULES: dict[str, Callable[[Counts], Fired]] = {
     "**Coalmine e-process** (θ0 = 1)": e_process(RatioDesign()),
     "Coalmine, maxRelativeIncrease 0.25": e_process(RatioDesign(theta0=1.25)),
     "reference grid e-process (statistics.md)": reference_grid(),
+    # Not a design: told the answer. At 2× it is the fastest any test of these counts can be at α (Wald–Wolfowitz),
+    # which shows how much room is left; elsewhere it is simply a valid, badly aimed test.
+    "bound: SPRT aimed at exactly 2× (knows the answer)": e_process(RatioDesign(offsets=(8,), weights=(1.0,))),
     "Flagger: success rate < 99 %, threshold 1": flagger(1),
     "Flagger: success rate < 99 %, threshold 5": flagger(5),
     "Argo: canary > 2× baseline, failureLimit 0": argo_ratio,
@@ -268,8 +271,14 @@ def latency_data(shift: float, tail: float, runs: int, rng: np.random.Generator)
 
 
 LATENCY_RULES: dict[str, Callable[[LatencyData], Fired]] = {
-    "**Coalmine slow-request test**, T = 250 ms": lambda d: e_process(RatioDesign())(d.slow(250)),
-    "**Coalmine slow-request test**, T = 500 ms": lambda d: e_process(RatioDesign())(d.slow(500)),
+    "**Coalmine slow-request test**, T = 250 ms": lambda d: e_process(RatioDesign.for_latency())(d.slow(250)),
+    "**Coalmine slow-request test**, T = 500 ms": lambda d: e_process(RatioDesign.for_latency())(d.slow(500)),
+    "slow-request test with the error-rate prior (before issue 20), T = 250 ms": lambda d: e_process(RatioDesign())(
+        d.slow(250)
+    ),
+    "slow-request test with the error-rate prior (before issue 20), T = 500 ms": lambda d: e_process(RatioDesign())(
+        d.slow(500)
+    ),
     "Flagger: p99 > 500 ms, threshold 1": lambda d: np.nan_to_num(histogram_p99(d.buckets_c)) > 500,
     "Flagger: p99 > 500 ms, threshold 5": lambda d: np.cumsum(np.nan_to_num(histogram_p99(d.buckets_c)) > 500, 0) >= 5,
     "Kayenta: Mann-Whitney on mean latency at 30 min": lambda d: kayenta(d.mean_c, d.mean_p),
@@ -372,17 +381,20 @@ def targets(key: dict[str, Outcome]) -> str:
         ("false rollbacks ≤ 1 % in every regime (θ0 = 1)", f"worst {worst_aa:.2%}", worst_aa <= 0.01),
         ("per-pod σ 0.2 with maxRelativeIncrease 0.25 ≤ 1 %", f"{pod:.2%}", pod <= 0.01),
     ]
+    bound = next(name for name in ERROR_RULES if name.startswith("bound:"))
     for regime, limit in (("10v10", 10.0), ("10v90", 5.0), ("100v100", 1.5)):
         o = key[f"errors 2 {regime} {ours}"]
         ok = o.detected >= 0.95 and o.median_min <= limit
-        checks.append((f"2× at {regime}: ≥ 95 % detected, median ≤ {limit:g} min", cell(o, False), ok))
+        best = key[f"errors 2 {regime} {bound}"].median_min
+        measured = f"{cell(o, False)} (bound: {best:g} min)"
+        checks.append((f"2× at {regime}: ≥ 95 % detected, median ≤ {limit:g} min", measured, ok))
     o = key[f"errors 10 10v10 {ours}"]
     checks.append(("10× at 10v10 at the first look or two (median ≤ 1 min)", cell(o, False), o.median_min <= 1.0))
     o = key[f"latency ×1.1 {lat250}"]
     checks.append(("+10 % latency at 10 rps: median ≤ 6 min (T = 250 ms)", cell(o, False), o.median_min <= 6.0))
     o = key[f"latency 2 % +500 ms {lat500}"]
     checks.append(("2 % tail of +500 ms: median ≤ 2 min (T = 500 ms)", cell(o, False), o.median_min <= 2.0))
-    lines = ["### Quality targets (issue 3)", "", "| target | measured | met |", "|---|---|---|"]
+    lines = ["### Quality targets (issues 3 and 20)", "", "| target | measured | met |", "|---|---|---|"]
     lines += [f"| {name} | {value} | {'✓' if ok else '✗'} |" for name, value, ok in checks]
     return "\n".join(lines) + "\n"
 

@@ -126,7 +126,7 @@ def serve(count: int) -> None:
             phases[phase] = phases.get(phase, 0) + 1
             judge = status.get("judge") or {}
             looks[name] = int(((judge.get("error-rate") or {}).get("test") or {}).get("looks", 0))
-        return {"phases": phases, "looks": looks, "writes": {"api": emulator.writes}}
+        return {"phases": phases, "looks": looks, "writes": {"api": emulator.writes, **emulator.writes_by}}
 
     def rollout(emulator: Any, how_many: int) -> None:
         for index in range(how_many):
@@ -251,6 +251,7 @@ class Result:
     prometheus_cpu_cores: float
     phases: dict[str, int]
     shard: str = ""  # "I/N" for one of N shard processes (``--shards``); its ``canaries`` are every shard's
+    writes_by_kind: dict[str, int] = dataclasses.field(default_factory=dict)  # "PATCH canaries/status": count
 
 
 class Link:
@@ -279,6 +280,7 @@ async def measure(
     duration_s: float,
     batch: bool = True,
     shard: tuple[int, int] = (0, 1),
+    kube_threads: int | None = None,
 ) -> Result:
     """Measure one operator process. With ``shard`` (I, N) other than (0, 1) it is one of N shard processes
     started by :func:`measure_shards`: the stand-ins are the parent's, ``count`` is every shard's Canaries."""
@@ -326,6 +328,7 @@ async def measure(
             namespaces=(NS,),
             batch_looks=batch,
             shard=Shard(*shard),
+            **({} if kube_threads is None else {"kube_threads": kube_threads}),
         )
         ctx = build_context(config, kubernetes.client.Configuration(host=urls["api"]))
         settings = __import__("kopf").OperatorSettings()
@@ -358,7 +361,8 @@ async def measure(
             init_s = time.monotonic() - started
             link.ask("rollout")
             await asyncio.sleep(2 * tick_s)  # let the new revisions be picked up
-            writes0 = (await asyncio.to_thread(report))["writes"]["api"]
+            writes_before = (await asyncio.to_thread(report))["writes"]
+            writes0 = writes_before["api"]
             queries0 = sum(json.loads(urllib_open(urls["prometheus"] + "/-/stats").read()).values())
             recorder.measuring = True
             cpu0, wall0, api_cpu0 = time.process_time(), time.monotonic(), process_cpu(urls["api_pid"])
@@ -377,6 +381,7 @@ async def measure(
             final_report = await asyncio.to_thread(report)
             looks, final = final_report["looks"], final_report["phases"]
             writes = final_report["writes"]["api"] - writes0
+            by_kind = {k: v - writes_before.get(k, 0) for k, v in final_report["writes"].items() if k != "api"}
     finally:
         if server is not None:
             if server.stdin is not None:
@@ -411,6 +416,7 @@ async def measure(
         prometheus_cpu_cores=prometheus_cpu / wall,
         phases=final,
         shard="" if alone else f"{shard[0]}/{shard[1]}",
+        writes_by_kind={kind: n for kind, n in by_kind.items() if n},
     )
 
 
@@ -451,6 +457,7 @@ def measure_shards(per_shard: int, shards: int, args: argparse.Namespace) -> lis
         command = [sys.executable, __file__, "--one", str(total), "--shard", f"{index}/{shards}", "--tick"]
         command += [str(args.tick), "--interval", str(args.interval), "--duration", str(args.duration)]
         command += ["--no-batch"] if args.no_batch else []
+        command += [] if args.kube_threads is None else ["--kube-threads", str(args.kube_threads)]
         worker = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         thread = threading.Thread(target=serve_worker, args=(index, worker), daemon=True)
         thread.start()
@@ -507,6 +514,13 @@ def table(results: list[Result], tick_s: float, interval_s: float, duration_s: f
             f"{r.duration_p50:.2f} / {r.duration_p99:.2f} | {r.looks:,} | "
             f"{r.queries_per_look:.3f} ({r.prometheus_queries_per_s:.1f}) | {r.api_writes_per_s:.0f} |"
         )
+    for r in results:
+        if r.writes_by_kind and not r.shard:  # a shard's counts are every writer's: not one process's per tick
+            ticks = max(1.0, r.ticks_per_s * duration_s)
+            kinds = sorted(r.writes_by_kind.items(), key=lambda kv: -kv[1])
+            per_tick = " · ".join(f"{kind} {n / ticks:.2f}" for kind, n in kinds)
+            total = sum(r.writes_by_kind.values()) / ticks
+            lines += ["", f"API writes per tick at {r.canaries:,} Canaries ({total:.2f}): {per_tick}"]
     return "\n".join(lines)
 
 
@@ -517,6 +531,9 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=10.0, help="analysis interval in seconds (fixed at 10)")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds to measure while progressing")
     parser.add_argument("--no-batch", action="store_true", help="every look sends its own queries (for comparison)")
+    parser.add_argument(
+        "--kube-threads", type=int, default=None, help="the operator's Kubernetes worker threads (default: its own)"
+    )
     parser.add_argument("--no-write", action="store_true", help=f"do not rewrite {DOC.relative_to(ROOT)}")
     parser.add_argument("--section", default="tick-2s", help="which results block of the doc to replace")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
@@ -535,7 +552,15 @@ def main() -> None:
     if args.one is not None:
         index, of = (int(part) for part in args.shard.split("/"))
         result = asyncio.run(
-            measure(args.one, args.tick, args.interval, args.duration, batch=not args.no_batch, shard=(index, of))
+            measure(
+                args.one,
+                args.tick,
+                args.interval,
+                args.duration,
+                batch=not args.no_batch,
+                shard=(index, of),
+                kube_threads=args.kube_threads,
+            )
         )
         print(json.dumps(dataclasses.asdict(result)), flush=True)
         return
@@ -550,6 +575,7 @@ def main() -> None:
         command = [sys.executable, __file__, "--one", str(size), "--tick", str(args.tick)]
         command += ["--interval", str(args.interval), "--duration", str(args.duration)]
         command += ["--no-batch"] if args.no_batch else []
+        command += [] if args.kube_threads is None else ["--kube-threads", str(args.kube_threads)]
         output = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout
         result = Result(**json.loads(output.strip().splitlines()[-1]))
         print(table([result], args.tick, args.interval, args.duration).splitlines()[-1], "phases:", result.phases)

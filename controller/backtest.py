@@ -16,8 +16,9 @@ from typing import Any
 
 from analysis.samples import Look
 from controller.providers import MetricProvider
+from controller.providers.confine import DEFAULT_NAMESPACE_LABELS, READS_OTHER_NAMESPACES
 from controller.providers.looks import LookRequest, collect_look
-from controller.providers.render import CanaryIdentity, ProviderKey, render_canary_looks
+from controller.providers.render import CanaryIdentity, Confinement, ProviderKey, render_canary_looks
 from controller.rollout.durations import DurationError, parse_duration
 from controller.rollout.judging import policy_from_spec
 from controller.rollout.spec import CanarySpec, MetricSpec
@@ -89,9 +90,44 @@ LookPlan = LookRequest
 _ONLY: ProviderKey = ("", "", "", False)  # a backtest reads one Prometheus: every metric is its
 
 
-def plan_looks(spec: CanarySpec, identity: CanaryIdentity, templates: Mapping[TemplateKey, str]) -> LookPlan:
+def granted_templates(documents: Sequence[Mapping[str, Any]], default_namespace: str) -> frozenset[TemplateKey]:
+    """The MetricTemplates among ``documents`` that say they read other namespaces on purpose (the
+    ``coalmine.dev/reads-other-namespaces: "true"`` annotation; honoured only for trusted namespaces)."""
+    found: set[TemplateKey] = set()
+    for document in documents:
+        metadata = document.get("metadata") or {}
+        annotations = metadata.get("annotations") or {}
+        if (
+            document.get("kind") == "MetricTemplate"
+            and isinstance(annotations, Mapping)
+            and str(annotations.get(READS_OTHER_NAMESPACES, "")).strip().lower() == "true"
+        ):
+            found.add((str(metadata.get("namespace") or default_namespace), str(metadata.get("name"))))
+    return frozenset(found)
+
+
+def plan_looks(
+    spec: CanarySpec,
+    identity: CanaryIdentity,
+    templates: Mapping[TemplateKey, str],
+    *,
+    trusted: frozenset[str] = frozenset(),
+    granted: frozenset[TemplateKey] = frozenset(),
+    namespace_labels: Sequence[str] = (),
+) -> LookPlan:
     """Render every metric's query as the operator would (:func:`~controller.providers.plan.render_canary_looks`),
-    MetricTemplates from ``templates``; raises :class:`BacktestError` for a metric that cannot be rendered."""
+    MetricTemplates from ``templates``; raises :class:`BacktestError` for a metric that cannot be rendered.
+
+    Queries are confined to the Canary's namespace as in the operator: a template in ``granted`` may read other
+    namespaces only when its namespace is in ``trusted`` (the operator's own and its
+    ``--trusted-template-namespaces``)."""
+
+    def grants(metric: MetricSpec) -> bool:
+        ref = metric.template_ref
+        return ref is not None and (ref.namespace or identity.namespace, ref.name) in granted
+
+    labels = tuple(dict.fromkeys((*DEFAULT_NAMESPACE_LABELS, *namespace_labels)))
+    confinement = Confinement(labels, trusted, grants)
 
     def template(metric: MetricSpec) -> tuple[ProviderKey, str]:
         assert metric.template_ref is not None
@@ -103,7 +139,9 @@ def plan_looks(spec: CanarySpec, identity: CanaryIdentity, templates: Mapping[Te
             )
         return _ONLY, templates[key]
 
-    rendered = render_canary_looks(identity, spec, policy_from_spec(spec), (0.0, 1.0), template, _ONLY)
+    rendered = render_canary_looks(
+        identity, spec, policy_from_spec(spec), (0.0, 1.0), template, _ONLY, confinement=confinement
+    )
     if rendered.failed:
         name, error = next(iter(rendered.failed.items()))
         raise BacktestError(f"metric {name!r}: {error}")

@@ -52,7 +52,7 @@ def _world(template_provider: dict[str, Any], *, annotations: dict[str, str] | N
             "metadata": {"name": "errors", "annotations": annotations or {}},
             "spec": {
                 "provider": {"type": "prometheus", "secretRef": {"name": "prom"}, **template_provider},
-                "query": "sum(rate(errors[1m]))",
+                "query": 'sum(rate(errors{namespace="{{ namespace }}"}[1m]))',
             },
         },
     )

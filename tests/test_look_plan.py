@@ -233,7 +233,11 @@ def test_a_canarys_metrics_render_into_one_request_per_provider() -> None:
             "comparison": {"minRequests": 10, "errorRate": {"maxRelativeIncrease": 0.1}},
             "metrics": [
                 {"name": "request-success-rate", "thresholdRange": {"min": 99}},
-                {"name": "inline", "query": 'up{job="{{ target }}"}', "thresholdRange": {"min": 1}},
+                {
+                    "name": "inline",
+                    "query": 'up{namespace="{{ namespace }}", job="{{ target }}"}',
+                    "thresholdRange": {"min": 1},
+                },
                 {"name": "team", "templateRef": {"name": "t"}, "thresholdRange": {"max": 5}},
                 {
                     "name": "latency",
@@ -245,7 +249,8 @@ def test_a_canarys_metrics_render_into_one_request_per_provider() -> None:
             ],
         }
     )
-    templates = {"t": (TEAM, 'errors{svc="{{ service }}"}'), "l": (DEFAULT, 'p99{svc="{{ service }}"}'),
+    templates = {"t": (TEAM, 'errors{namespace="{{ namespace }}", svc="{{ service }}"}'),
+                 "l": (DEFAULT, 'p99{namespace="{{ namespace }}", svc="{{ service }}"}'),
                  "b": (DEFAULT, "{{ variables.nope }}")}  # fmt: skip
 
     def lookup(metric: MetricSpec) -> tuple[ProviderKey, str]:
@@ -260,8 +265,11 @@ def test_a_canarys_metrics_render_into_one_request_per_provider() -> None:
     default, team = rendered.requests[DEFAULT], rendered.requests[TEAM]
     assert default.thresholds == {
         "request-success-rate": BuiltinMetric(BuiltinName.REQUEST_SUCCESS_RATE, 60.0),
-        "inline": 'up{job="podinfo"}',
+        "inline": 'up{namespace="shop", job="podinfo"}',
     }
-    assert default.compared == {"latency": ('p99{svc="web-svc-canary"}', 'p99{svc="web-svc-primary"}')}
+    assert default.compared == {
+        "latency": ('p99{namespace="shop", svc="web-svc-canary"}', 'p99{namespace="shop", svc="web-svc-primary"}')
+    }
     assert default.counts and (default.start, default.end) == (START, END) and default.service == "web-svc"
-    assert team.thresholds == {"team": 'errors{svc="web-svc"}'} and not team.counts and not team.compared
+    assert team.thresholds == {"team": 'errors{namespace="shop", svc="web-svc"}'}
+    assert not team.counts and not team.compared

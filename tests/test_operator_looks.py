@@ -27,7 +27,7 @@ def _context(secret: dict[str, Any] | None) -> OperatorContext:
             "metadata": {"name": "errors"},
             "spec": {
                 "provider": {"type": "prometheus", "address": "http://127.0.0.1:9", "secretRef": {"name": "prom"}},
-                "query": "sum(rate(errors[1m]))",
+                "query": 'sum(rate(errors{namespace="{{ namespace }}"}[1m]))',
             },
         },
     )

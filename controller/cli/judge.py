@@ -14,6 +14,7 @@ from controller.backtest import (
     BacktestError,
     CanaryIdentity,
     PrometheusLooks,
+    granted_templates,
     parse_instant,
     plan_looks,
     templates_from_documents,
@@ -67,6 +68,10 @@ def _token(path: str | None) -> dict[str, str]:
     return {"token": token}
 
 
+def _comma_list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
 def _fail(message: str) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(1)
@@ -91,6 +96,16 @@ def judge_command(
         str, typer.Option(help="How long after a manual pause starts a person promotes it.")
     ] = "0s",
     as_json: Annotated[bool, typer.Option("--json", help="Print the decision and the timeline as JSON.")] = False,
+    trusted_template_namespaces: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated namespaces the operator trusts (its own and its --trusted-template-namespaces): "
+            'their MetricTemplates may read other namespaces with coalmine.dev/reads-other-namespaces: "true".',
+        ),
+    ] = "",
+    namespace_labels: Annotated[
+        str, typer.Option(help="Comma-separated extra namespace labels, as the operator's --namespace-labels.")
+    ] = "",
 ) -> None:
     """Replay a past window of real Prometheus data through the rollout engine and judge.
 
@@ -111,7 +126,14 @@ def judge_command(
     for path in templates or ():
         documents += _documents(path, "--templates")
     try:
-        plan = plan_looks(spec, identity, templates_from_documents(documents, identity.namespace))
+        plan = plan_looks(
+            spec,
+            identity,
+            templates_from_documents(documents, identity.namespace),
+            trusted=frozenset(_comma_list(trusted_template_namespaces)),
+            granted=granted_templates(documents, identity.namespace),
+            namespace_labels=_comma_list(namespace_labels),
+        )
     except BacktestError as error:
         raise _fail(str(error)) from error
     try:

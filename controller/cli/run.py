@@ -107,6 +107,21 @@ def run_command(
     default_alert_type: Annotated[
         str, typer.Option(help="slack, msteams, discord, gchat, rocket or webhook.")
     ] = "slack",
+    trusted_template_namespaces: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated namespaces whose MetricTemplates may read other namespaces' series with the "
+            'annotation coalmine.dev/reads-other-namespaces: "true" (besides the operator\'s own namespace).',
+        ),
+    ] = "",
+    namespace_labels: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated labels that also hold a namespace, besides namespace, "
+            "destination_workload_namespace, source_workload_namespace, kubernetes_namespace and "
+            "exported_namespace (a query's selectors must match the Canary's namespace on one of them).",
+        ),
+    ] = "",
 ) -> None:
     """Run the Coalmine operator until SIGTERM/SIGINT (then it stops cleanly)."""
     if not all_namespaces and not namespace:
@@ -156,6 +171,10 @@ def run_command(
         selector=labels,
         shard=shard_spec,
         instance=os.environ.get("POD_ID", os.environ.get("HOSTNAME", "coalmine")),
+        trusted_template_namespaces=tuple(
+            dict.fromkeys((*_pod_namespace(), *_comma_list(trusted_template_namespaces)))
+        ),
+        namespace_labels=_comma_list(namespace_labels),
     )
     limit_malloc_arenas()
     try:
@@ -191,13 +210,22 @@ SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/
 
 def _own_namespace() -> str:
     """The pod's namespace (the downward API's POD_NAMESPACE, or the service account's), else ``default``."""
+    return next(iter(_pod_namespace()), "default")
+
+
+def _pod_namespace() -> tuple[str, ...]:
+    """The pod's namespace when it is known (never guessed: it is trusted with MetricTemplates' grants)."""
     found = os.environ.get("POD_NAMESPACE")
     if not found:
         try:
             found = SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
         except OSError:
             found = ""
-    return found or "default"
+    return (found,) if found else ()
+
+
+def _comma_list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def _own_identity() -> str:

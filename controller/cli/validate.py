@@ -19,11 +19,14 @@ from typing import Annotated, Any
 import typer
 import yaml
 
+from controller.cli.confinement_check import confinement_problems
 from controller.cli.manifest_yaml import load_all
 from controller.cli.rps_check import rps_warnings
 from controller.cli.scrape_interval import scrape_interval_warnings
 from controller.cli.skipped import skip_reason
 from controller.cli.yaml_words import describe_yaml_error
+from controller.providers.confine import DEFAULT_NAMESPACE_LABELS
+from controller.providers.render import CONFINED, Confinement
 from controller.rollout.durations import DurationError, parse_duration
 from controller.rollout.provider_rules import Provider, with_default_provider
 from controller.rollout.validation import Problem, is_checked_document, validate_document
@@ -126,7 +129,12 @@ def _flatten(document: Any) -> Iterator[Any]:
 
 
 def _check_file(
-    label: str, tally: Tally, scrape_s: float | None = None, default_provider: str = "istio", rps: float | None = None
+    label: str,
+    tally: Tally,
+    scrape_s: float | None = None,
+    default_provider: str = "istio",
+    rps: float | None = None,
+    confinement: Confinement = CONFINED,
 ) -> None:
     try:
         text = sys.stdin.read() if label == STDIN else Path(label).read_text(encoding="utf-8")
@@ -134,33 +142,49 @@ def _check_file(
         tally.results.append(DocumentResult(label, None, None, False, False, [{"path": "", "message": str(error)}]))
         return
     shown = "<stdin>" if label == STDIN else label
+    items: list[Any] = []  # read first: a Canary's queries are checked with the templates in the same file
+    unreadable: ValueError | None = None
     try:
         for document in _documents(label, text):
-            for item in _flatten(document):
-                if not is_checked_document(item):
-                    tally.skipped += 1
-                    tally.skipped_kinds[_kind_of(item)] += 1
-                    if (reason := skip_reason(item)) is not None:
-                        name = (item.get("metadata") or {}).get("name") if isinstance(item, Mapping) else None
-                        kind = item.get("kind") if isinstance(item, Mapping) else None
-                        tally.noted.append({"file": shown, "kind": kind, "name": name, "skipped": reason})
-                    continue
-                report = validate_document(with_default_provider(item, default_provider))
-                tally.results.append(
-                    DocumentResult(
-                        shown,
-                        report.kind,
-                        report.name,
-                        report.valid,
-                        report.flagger,
-                        _as_dicts(report.problems),
-                        _as_dicts(report.warnings)
-                        + (scrape_interval_warnings(item, scrape_s) if scrape_s is not None else [])
-                        + (rps_warnings(item, rps) if rps is not None and report.valid else []),
-                    )
+            items.extend(_flatten(document))
+    except ValueError as error:  # reported after the documents before it
+        unreadable = error
+    try:
+        confined = confinement_problems(items, confinement)
+        for index, item in enumerate(items):
+            if not is_checked_document(item):
+                tally.skipped += 1
+                tally.skipped_kinds[_kind_of(item)] += 1
+                if (reason := skip_reason(item)) is not None:
+                    name = (item.get("metadata") or {}).get("name") if isinstance(item, Mapping) else None
+                    kind = item.get("kind") if isinstance(item, Mapping) else None
+                    tally.noted.append({"file": shown, "kind": kind, "name": name, "skipped": reason})
+                continue
+            report = validate_document(with_default_provider(item, default_provider))
+            leaks = confined.get(index, []) if report.valid else []  # checked once the rest is valid
+            tally.results.append(
+                DocumentResult(
+                    shown,
+                    report.kind,
+                    report.name,
+                    report.valid and not leaks,
+                    report.flagger,
+                    _as_dicts(report.problems) + leaks,
+                    _as_dicts(report.warnings)
+                    + (scrape_interval_warnings(item, scrape_s) if scrape_s is not None else [])
+                    + (rps_warnings(item, rps) if rps is not None and report.valid else []),
                 )
+            )
     except ValueError as error:
-        tally.results.append(DocumentResult(shown, None, None, False, False, [{"path": "", "message": str(error)}]))
+        unreadable = unreadable or error
+    if unreadable is not None:
+        tally.results.append(
+            DocumentResult(shown, None, None, False, False, [{"path": "", "message": str(unreadable)}])
+        )
+
+
+def _comma_list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def _text_lines(result: DocumentResult) -> Iterator[str]:
@@ -209,6 +233,16 @@ def validate_command(
             "it would promote (docs/plan.md).",
         ),
     ] = None,
+    trusted_template_namespaces: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated namespaces the operator trusts (its own and its --trusted-template-namespaces): "
+            'their MetricTemplates may read other namespaces with coalmine.dev/reads-other-namespaces: "true".',
+        ),
+    ] = "",
+    namespace_labels: Annotated[
+        str, typer.Option(help="Comma-separated extra namespace labels, as the operator's --namespace-labels.")
+    ] = "",
     json_flag: Annotated[
         bool, typer.Option("--json", hidden=True, help="Not an option: --output json is (kubectl's spelling).")
     ] = False,
@@ -226,9 +260,13 @@ def validate_command(
             raise typer.BadParameter("must be positive", param_hint="'--scrape-interval'")
     if rps is not None and not rps > 0:
         raise typer.BadParameter("must be positive", param_hint="'--rps'")
+    confinement = Confinement(
+        tuple(dict.fromkeys((*DEFAULT_NAMESPACE_LABELS, *_comma_list(namespace_labels)))),
+        frozenset(_comma_list(trusted_template_namespaces)),
+    )
     tally = Tally()
     for label in _files(paths):
-        _check_file(label, tally, scrape_s, default_provider.value, rps)
+        _check_file(label, tally, scrape_s, default_provider.value, rps, confinement)
     failed = [result for result in tally.results if not result.valid or (strict and result.warnings)]
     if output is OutputFormat.JSON:
         typer.echo(json.dumps([asdict(result) for result in tally.results] + tally.noted, indent=2))

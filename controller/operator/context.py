@@ -71,6 +71,13 @@ class OperatorConfig:
     shard: Shard = EVERYTHING
     """Only Canaries/BlueGreens whose ``namespace/name`` hashes to this shard (``coalmine run --shard I/N``; see
     :mod:`controller.operator.sharding`); the default is every object."""
+    trusted_template_namespaces: tuple[str, ...] = ()
+    """Namespaces whose MetricTemplates may read other namespaces' series with the annotation
+    ``coalmine.dev/reads-other-namespaces: "true"`` (``coalmine run`` adds its own namespace to
+    ``--trusted-template-namespaces``); elsewhere the annotation is ignored (:mod:`controller.providers.confine`)."""
+    namespace_labels: tuple[str, ...] = ()
+    """Labels that hold a namespace besides :data:`~controller.providers.confine.DEFAULT_NAMESPACE_LABELS`
+    (``--namespace-labels``): a query's selectors may be confined with any of them."""
 
 
 def selector_string(selector: Sequence[tuple[str, str | None]]) -> str | None:

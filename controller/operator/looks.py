@@ -6,7 +6,8 @@ provider, every provider's queries concurrently. The rendering is the pure
 :func:`~controller.providers.plan.render_canary_looks` the backtest uses too: metrics are grouped by the provider
 that serves them, so each look sends at most one query per metric (plus the per-arm count queries), and a broken
 template, Secret or unreachable provider becomes an error on *that* provider's metrics, never an exception that
-hides the rest.
+hides the rest. A query that could read another namespace's series fails its metric before anything is sent
+(:mod:`controller.providers.confine`); the grant annotation counts only on templates in a trusted namespace.
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ from controller.kube.errors import KubeError
 from controller.operator.context import OperatorContext
 from controller.operator.credentials import check_credential_use, decode_secret, template_address
 from controller.providers import ProviderError
+from controller.providers.confine import DEFAULT_NAMESPACE_LABELS, READS_OTHER_NAMESPACES
 from controller.providers.looks import LookRequest, collect_look_async
-from controller.providers.render import CanaryIdentity, ProviderKey, render_canary_looks
+from controller.providers.render import CanaryIdentity, Confinement, ProviderKey, render_canary_looks
 from controller.rollout.spec import CanarySpec, MetricSpec
 
 __all__ = ["ProviderKey", "build_look"]
 
-_Source = tuple[ProviderKey, str] | ValueError
+_Source = tuple[ProviderKey, str, bool] | ValueError
+"""A template's provider, query and whether it says it reads other namespaces; or why it cannot be had."""
 
 
 async def build_look(
@@ -48,11 +51,17 @@ async def build_look(
         source = sources[metric.name]
         if isinstance(source, ValueError):
             raise source
-        return source
+        return source[0], source[1]
+
+    def granted(metric: MetricSpec) -> bool:
+        source = sources.get(metric.name)
+        return not isinstance(source, ValueError) and source is not None and source[2]
 
     identity = CanaryIdentity(canary_name, namespace, spec.target_ref.name, spec.service.name or spec.target_ref.name)
     grid = ctx.config.tick_seconds if ctx.config.batch_looks else None
-    rendered = render_canary_looks(identity, spec, policy, window, template, default, grid)
+    labels = tuple(dict.fromkeys((*DEFAULT_NAMESPACE_LABELS, *ctx.config.namespace_labels)))
+    confinement = Confinement(labels, frozenset(ctx.config.trusted_template_namespaces), granted)
+    rendered = render_canary_looks(identity, spec, policy, window, template, default, grid, confinement)
     keys = list(rendered.requests)
     read = await asyncio.gather(*(_read(ctx, key, rendered.requests[key]) for key in keys))
     failed = dict(rendered.failed)
@@ -92,8 +101,11 @@ async def _read(
         return None, error
 
 
-def _metric_source(api: KubeApi, namespace: str, metric: MetricSpec, default: ProviderKey) -> tuple[ProviderKey, str]:
-    """Which provider serves a ``templateRef`` metric, and its query template (blocking: reads the API)."""
+def _metric_source(
+    api: KubeApi, namespace: str, metric: MetricSpec, default: ProviderKey
+) -> tuple[ProviderKey, str, bool]:
+    """Which provider serves a ``templateRef`` metric, its query template, and whether it carries the
+    reads-other-namespaces annotation (blocking: reads the API)."""
     assert metric.template_ref is not None
     template_namespace = metric.template_ref.namespace or namespace
     template = api.get(METRIC_TEMPLATES, template_namespace, metric.template_ref.name)
@@ -105,7 +117,9 @@ def _metric_source(api: KubeApi, namespace: str, metric: MetricSpec, default: Pr
     address = template_address(template, default[0])
     secret = (provider.get("secretRef") or {}).get("name", "")
     key = (str(address), template_namespace if secret else "", str(secret), bool(provider.get("insecureSkipVerify")))
-    return key, str(template_spec.get("query", ""))
+    annotations = (template.get("metadata") or {}).get("annotations") or {}
+    reads_other = str(annotations.get(READS_OTHER_NAMESPACES, "")).strip().lower() == "true"
+    return key, str(template_spec.get("query", "")), reads_other
 
 
 def _credentials(api: KubeApi, key: ProviderKey) -> dict[str, str]:

@@ -93,9 +93,13 @@ async def reconcile(
 
     ``current`` (blocking) says whether the object still has the version ``canary`` was read at; it is asked
     before the tick's first effect that precedes its status write (recording and delivering the outbox, acting),
-    and when it says no the tick does nothing at all (:func:`controller.handlers.common.still_current`).
+    and when it says no the tick does nothing at all (:func:`controller.handlers.common.still_current`). It asks
+    the API server, so it is asked once per tick where that is enough: the outbox is recorded right after the look,
+    and when no webhook ran since that confirmation (the only await of the tick that can last) the act relies on
+    it; leadership is asked again before each effect.
     """
-    current = _while_leading(ctx, current)  # leader election: every effect is also fenced by leadership
+    confirmation = _Confirmation(current)
+    current = _while_leading(ctx, confirmation)  # leader election: every effect is also fenced by leadership
     meta = canary.get("metadata") or {}
     raw_status = canary.get("status") or {}
     generation = int(meta.get("generation") or 0)
@@ -153,8 +157,10 @@ async def reconcile(
     kept = await flush.settle(ctx) if early else ()
     known = flush.known(ctx) if early else set()
 
+    recheck = bool(probes.hooks) or not confirmation.confirmed  # a webhook may have run for seconds since
+
     def act_then_write() -> tuple[bool, dict[str, Any] | None] | None:
-        if decision.actions and current is not None and not current():
+        if decision.actions and not (current() if recheck else ctx.leadership.leading):
             return None  # decided from an old copy: acting could move traffic back to an older step
         released = act(ctx.api, router, canary, spec, target, decision.actions)
         if not early or released or write is None:
@@ -185,22 +191,27 @@ async def reconcile(
     return TickResult(compose(kept, known, released), released)
 
 
-def _gather(
-    ctx: OperatorContext,
-    router: Router,
-    canary: Mapping[str, Any],
-    spec: CanarySpec,
-    fresh: Sequence[OutboxEntry],
-    current: Callable[[], bool] | None = None,
-) -> tuple[Gathered, bool]:
-    """Gather the observations and record the outbox's Events (blocking: the official client); ``True`` when the
-    object turned out stale before its Events were recorded."""
-    gathered = gather(ctx.api, router, canary, spec)
-    if fresh:
-        if current is not None and not current():
-            return gathered, True  # its outbox may be announced already: not again
-        record_entries(ctx, canary, fresh)
-    return gathered, False
+class _Confirmation:
+    """The tick's ``current`` check (None: nothing to check), remembering whether it last confirmed the copy."""
+
+    def __init__(self, check: Callable[[], bool] | None) -> None:
+        self._check = check
+        self.confirmed = False
+
+    def __call__(self) -> bool:
+        self.confirmed = self._check is None or self._check()
+        return self.confirmed
+
+
+def _record_if_current(
+    ctx: OperatorContext, canary: Mapping[str, Any], fresh: Sequence[OutboxEntry], current: Callable[[], bool]
+) -> bool:
+    """Record the outbox's Events (blocking: the official client); ``False`` when the object turned out stale first
+    (its outbox may be announced already: not again)."""
+    if not current():
+        return False
+    record_entries(ctx, canary, fresh)
+    return True
 
 
 async def _read(
@@ -212,20 +223,22 @@ async def _read(
     status: CanaryStatus,
     window: tuple[float, float] | None,
     fresh: Sequence[OutboxEntry],
-    current: Callable[[], bool] | None = None,
+    current: Callable[[], bool],
 ) -> _Read:
-    """Gather and record (in a worker thread), then run the look's queries (on the event loop) and the judge, when a
-    look is due. The judge is pure CPU; the first classic Mann-Whitney comparison in the process imports
-    scipy.stats, which holds the event loop once for about a second."""
-    gathered, stale = await ctx.blocking(_gather, ctx, router, canary, spec, fresh, current)
-    if stale:
+    """Gather (in a worker thread), run the look's queries (on the event loop) and the judge when a look is due,
+    then record the outbox's Events (in a worker thread) once the copy is confirmed current. The judge is pure CPU;
+    the first classic Mann-Whitney comparison in the process imports scipy.stats, which holds the event loop once
+    for about a second."""
+    gathered = await ctx.blocking(gather, ctx.api, router, canary, spec)
+    verdict = None
+    if window is not None:
+        meta = canary.get("metadata") or {}
+        name, namespace = str(meta.get("name", "")), str(meta.get("namespace", ""))
+        look = await build_look(ctx, name, namespace, spec, policy, window)
+        verdict = judge(policy, look, status.judge)
+    if fresh and not await ctx.blocking(_record_if_current, ctx, canary, fresh, current):
         return _Read(gathered, None, stale=True)
-    if window is None:
-        return _Read(gathered, None)
-    meta = canary.get("metadata") or {}
-    name, namespace = str(meta.get("name", "")), str(meta.get("namespace", ""))
-    look = await build_look(ctx, name, namespace, spec, policy, window)
-    return _Read(gathered, judge(policy, look, status.judge))
+    return _Read(gathered, verdict)
 
 
 def _while_leading(ctx: OperatorContext, current: Callable[[], bool] | None) -> Callable[[], bool]:

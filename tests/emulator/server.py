@@ -171,6 +171,8 @@ class CoalmineEmulator(kmock.KubernetesEmulator):
     namespaces: Sequence[str] = ("default", "kube-system")
     writes: int = attrs.field(default=0, init=False)
     """Write requests served (POST, PUT, PATCH, DELETE): the benchmark's API writes per second."""
+    writes_by: dict[str, int] = attrs.field(factory=dict, init=False)
+    """The same, by ``METHOD resource[/subresource]`` (which of the operator's writes dominate)."""
 
     store: Store = attrs.field(init=False)
     _specs: dict[str, ResourceSpec] = attrs.field(factory=dict, init=False)
@@ -292,6 +294,8 @@ class CoalmineEmulator(kmock.KubernetesEmulator):
             self._requests.append(request)
             if raw_request.method in ("POST", "PUT", "PATCH", "DELETE"):
                 self.writes += 1
+                kind = f"{raw_request.method} {_write_kind(raw_request.path)}"
+                self.writes_by[kind] = self.writes_by.get(kind, 0) + 1
             try:
                 return await self._handle(request)
             except rendering.StreamingError as exc:
@@ -562,3 +566,15 @@ def crd_files(*paths: Path | str) -> list[Path]:
 
 
 __all__ = ("CoalmineEmulator", "crd_files", "present", "serving")
+
+
+def _write_kind(path: str) -> str:
+    """``resource[/subresource]`` of a request path (``…/namespaces/NS/canaries/X/status``: ``canaries/status``)."""
+    parts = [part for part in path.split("/") if part]
+    if "namespaces" in parts:
+        rest = parts[parts.index("namespaces") + 2 :]
+    else:
+        rest = parts[3:] if parts[:1] == ["apis"] else parts[2:]
+    if not rest:
+        return "namespaces"
+    return rest[0] + ("/" + rest[2] if len(rest) > 2 else "")
