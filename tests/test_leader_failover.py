@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -195,3 +196,38 @@ async def test_a_replica_whose_keep_alive_dies_stops_before_the_standby_acts_and
     lease = emulator.read_object("coordination.k8s.io/v1/leases", NS, LEASE)
     assert lease is not None and lease["spec"]["leaseTransitions"] == 1  # a took it first, b once
     assert lease["spec"]["holderIdentity"] == "", "a clean shutdown releases the Lease"
+
+
+@pytest.mark.timeout(60)
+async def test_a_standby_waits_quietly_while_the_leader_restores_a_deleted_canary(
+    emulator: CoalmineEmulator, prom: ScriptedPrometheus, caplog: pytest.LogCaptureFixture
+) -> None:
+    emulator.create_object(DEPLOYMENTS, deployment(NAME, "podinfo:1"), NS)
+    emulator.create_object(CANARIES, canary(NAME, revertOnDeletion=True), NS)
+    a = Replica(emulator, test_config(prom, instance="replica-a"), "replica-a")
+    b = Replica(emulator, test_config(prom, instance="replica-b"), "replica-b")
+    waited: list[float] = []
+    original = b.elector.until_leading
+
+    async def noted(timeout_s: float) -> bool:
+        waited.append(timeout_s)  # the standby's deletion handler ran and is waiting for the leader
+        return await original(timeout_s)
+
+    b.elector.until_leading = noted  # type: ignore[method-assign]
+    try:
+        await a.start()
+        await wait_for("replica-a to lead", lambda: a.elector.leading, timeout=10)
+        await b.start()
+        await wait_phase(emulator, NAME, "Initialized")
+        assert emulator.read_object(DEPLOYMENTS, NS, NAME)["spec"]["replicas"] == 0
+        caplog.clear()
+        emulator.delete_object(CANARIES, NS, NAME)
+        await wait_for("the Canary to go", lambda: emulator.read_object(CANARIES, NS, NAME) is None, timeout=20)
+        await wait_for("the standby's handler to see it", lambda: bool(waited), timeout=10)
+    finally:
+        await b.stop()
+        await a.stop()
+    assert emulator.read_object(DEPLOYMENTS, NS, NAME)["spec"]["replicas"] == 2, "the leader restored the target"
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, f"a standby waiting for the leader logged errors: {errors}"
+    assert not b.elector.terms, "replica-b never led"

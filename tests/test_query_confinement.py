@@ -578,6 +578,18 @@ def test_validate_checks_templates_in_the_same_file_with_their_namespace(tmp_pat
     assert code == 0 and all(result["valid"] for result in results)
 
 
+def test_validate_checks_a_bluegreen_as_it_checks_a_canary(tmp_path: Path) -> None:
+    bluegreen = _canary_document(OWN, LEAK)
+    bluegreen["kind"] = "BlueGreen"
+    spec = bluegreen["spec"]
+    spec["analysis"] = {"interval": "1m", "threshold": 2, "metrics": spec["analysis"]["metrics"]}
+    code, [result] = _validate(tmp_path, [bluegreen])
+    assert code == 1 and not result["valid"]
+    [problem] = result["problems"]
+    assert problem["path"] == "spec.analysis.metrics[1].query"
+    assert 'namespace="other-team"' in problem["message"]
+
+
 def test_validate_accepts_the_repository_examples() -> None:
     result = CliRunner().invoke(app, ["validate", str(ROOT / "examples")])
     assert "may read another namespace" not in result.output

@@ -209,7 +209,7 @@ async def test_a_stale_replica_is_refused_and_nothing_rewinds(
         assert _events(emulator) == events and len(receiver.requests_to("/events")) == calls
 
         # Having re-read, its next tick decides from the stored object (its watch is still behind): accepted.
-        status = await tick_and_write(stale, CANARY_RESOURCE, CANARY, old, current_view(stale, old), time.time())
+        status, _ = await tick_and_write(stale, CANARY_RESOURCE, CANARY, old, current_view(stale, old), time.time())
         assert status["canaryWeight"] >= before["canaryWeight"]
         assert status_of(emulator, NAME)["canaryWeight"] >= before["canaryWeight"]
 

@@ -3,7 +3,8 @@
 The operator refuses a metric whose rendered query could read another namespace's series
 (:mod:`controller.providers.confine`). Offline, ``coalmine validate`` checks what the files alone decide:
 
-- a Canary's inline ``metrics[].query``, rendered with the Canary's name, namespace and ``templateVariables``;
+- a Canary's (or a BlueGreen's) inline ``metrics[].query``, rendered with its name, namespace and
+  ``templateVariables``;
 - a Canary's ``templateRef`` to a MetricTemplate in the files given, rendered the same way (the problem is the
   Canary's, at ``spec.analysis.metrics[i].templateRef``, and names the template);
 - every MetricTemplate, rendered for a Canary in the template's own namespace (a template a team writes for its own
@@ -23,7 +24,8 @@ from analysis.template_render import placeholders
 from controller.providers.confine import READS_OTHER_NAMESPACES
 from controller.providers.queries import TemplateError, TemplateModel, prom_duration, render_template
 from controller.providers.render import CanaryIdentity, Confinement, ConfinementError, confine_query, query_field
-from controller.rollout.spec import MetricSpec
+from controller.rollout.bluegreen_spec import canary_view, parse_valid_bluegreen
+from controller.rollout.spec import CanarySpec, MetricSpec
 from controller.rollout.validation import InvalidSpecError, parse_valid_canary
 
 DEFAULT_NAMESPACE = "default"
@@ -59,7 +61,7 @@ def confinement_problems(documents: Sequence[Any], confinement: Confinement) -> 
     for index, document in enumerate(documents):
         if not isinstance(document, Mapping):
             continue
-        if document.get("kind") == "Canary":
+        if document.get("kind") in ("Canary", "BlueGreen"):
             problems = _canary_problems(document, templates, confinement)
         elif document.get("kind") == "MetricTemplate":
             problems = _template_problems(document, confinement)
@@ -74,7 +76,11 @@ def _canary_problems(
     document: Mapping[str, Any], templates: Mapping[tuple[str, str], Mapping[str, Any]], confinement: Confinement
 ) -> Problems:
     try:
-        spec = parse_valid_canary(document)
+        spec: CanarySpec = (
+            parse_valid_canary(document)
+            if document.get("kind") == "Canary"
+            else canary_view(parse_valid_bluegreen(document))
+        )
     except (InvalidSpecError, ValueError):
         return []  # its problems are reported already
     identity = CanaryIdentity.of(document, spec)

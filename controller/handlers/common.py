@@ -82,14 +82,6 @@ def _owned_by(shard: Shard, body: Mapping[str, Any]) -> bool:
     return shard.owns(meta.get("namespace"), meta.get("name"))
 
 
-def write_status(patch: kopf.Patch, result: TickResult, current: Mapping[str, Any] | None = None) -> None:
-    """Put the tick's status into kopf's patch; pass ``current`` (the stored ``.status``) to replace maps exactly."""
-    if result.status_patch is not None:
-        changes = status_patch(current, result.status_patch) if current is not None else result.status_patch
-        for key, value in changes.items():
-            patch.status[key] = value
-
-
 def register_kind(
     registry: kopf.OperatorRegistry,
     *,
@@ -136,7 +128,7 @@ def register_kind(
         view = current_view(ctx, body)
         started = time.monotonic()
         problem = await owner_problem(ctx, view)
-        status = await tick_and_write(ctx, resource, strategy, body, view, now, conflict=problem)
+        status, _ = await tick_and_write(ctx, resource, strategy, body, view, now, conflict=problem)
         meta = view.get("metadata") or {}
         workload = (view.get("spec") or {}).get("targetRef", {}).get("name")
         ctx.metrics.observe_status(kind, meta["name"], meta["namespace"], status, workload=workload)
@@ -197,17 +189,23 @@ def register_kind(
     )(ticks)
 
     async def deleted(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-        """Run ticks with ``deleting`` set until the engine releases the object (``revertOnDeletion`` restores)."""
+        """Run ticks with ``deleting`` set until the engine releases the object (``revertOnDeletion`` restores).
+
+        The ticks run here, one per period, each writing its status as the daemon's do (kopf stops the daemon when
+        deletion starts), rather than by failing the handler until it is done: kopf logs every retry of a handler as
+        an ERROR and patches its progress annotation each time, and a restore is not an error."""
         ctx: OperatorContext = memo["ctx"]
-        if not ctx.leadership.leading:  # a standby: the leader restores and releases it (the same finalizer)
-            raise kopf.TemporaryError(f"not the leader: the leader handles the {kind}'s deletion", delay=1.0)
         uid = str(body["metadata"]["uid"])
-        async with ctx.tick_locks.setdefault(uid, asyncio.Lock()):  # the daemon's last tick finishes first
-            view = current_view(ctx, body)
-            result = await reconcile(ctx, view, time.time(), strategy=strategy)
-            write_status(patch, result, view.get("status") or {})
-        if not result.released:
-            raise kopf.TemporaryError(f"restoring the target before the {kind} goes", delay=ctx.config.tick_seconds)
+        while True:
+            if not ctx.leadership.leading and await _standby_until_gone(ctx, resource, body):
+                return  # the leader restored and released it; the object is gone, nothing is left to do here
+            async with ctx.tick_locks.setdefault(uid, asyncio.Lock()):  # the daemon's last tick finishes first
+                _, result = await tick_and_write(ctx, resource, strategy, body, current_view(ctx, body), time.time())
+            if result.released:
+                break
+            if ctx.closing:  # the next operator (or the leader) goes on from the status written so far
+                raise kopf.TemporaryError(f"stopping while restoring the target before the {kind} goes", delay=1.0)
+            await asyncio.sleep(ctx.config.tick_seconds)
         meta = body.get("metadata") or {}
         if stale_finalizers(list(meta.get("finalizers") or ()), ctx.config.shard.finalizer) != list(
             meta.get("finalizers") or ()
@@ -222,6 +220,34 @@ def register_kind(
     kopf.on.delete(GROUP, VERSION, plural, id=f"{kind.lower()}_deleted", labels=labels, when=when, registry=registry)(
         deleted
     )
+
+
+STANDBY_LOOK_S = 5.0
+"""How often a standby looks whether an object being deleted is gone yet (one GET each, on the standby only)."""
+
+
+async def _standby_until_gone(ctx: OperatorContext, resource: Resource, body: kopf.Body) -> bool:
+    """A standby's deletion handler: wait, quietly, until the object is gone (True) or this replica leads (False).
+
+    The leader restores the target and removes the finalizer both replicas share. A standby must not act, and must
+    not fail either: a kopf handler that raises is logged as an ERROR and retried with a patch of its progress
+    annotation each time, so a standby retrying every second wrote to the object and logged an error per second
+    for as long as the leader took to restore. Waiting in the handler instead writes nothing; when the object is
+    gone, returning lets kopf finish (its finalizer removal finds nothing to patch).
+    """
+    meta = body.get("metadata") or {}
+    namespace, name, uid = str(meta.get("namespace") or ""), str(meta["name"]), str(meta.get("uid") or "")
+    while not ctx.closing:
+        if await ctx.leadership.until_leading(STANDBY_LOOK_S):
+            return False
+        try:
+            current = await ctx.blocking(ctx.api.get, resource, namespace, name)
+        except KubeError as error:
+            log.debug("%s/%s: cannot look whether it is gone yet: %s", namespace, name, error)
+            continue
+        if current is None or str((current.get("metadata") or {}).get("uid") or "") != uid:
+            return True
+    raise kopf.TemporaryError("the operator is stopping", delay=1.0)
 
 
 def _drop_stale_finalizers(body: dict[str, Any], *, own: str) -> None:
@@ -239,9 +265,9 @@ async def tick_and_write(
     now: float,
     *,
     conflict: str | None = None,
-) -> dict[str, Any]:
-    """One tick of the daemon decided from ``view`` (:func:`current_view` of kopf's ``body``), its status written;
-    the status now believed stored."""
+) -> tuple[dict[str, Any], TickResult]:
+    """One tick decided from ``view`` (:func:`current_view` of kopf's ``body``), its status written; the status now
+    believed stored, and the tick's result."""
     stored = dict(view.get("status") or {})
 
     def write(patch: Mapping[str, Any]) -> None:
@@ -255,7 +281,7 @@ async def tick_and_write(
     result = await reconcile(ctx, view, now, conflict=conflict, strategy=strategy, write=write, current=current)
     if result.status_patch is not None and not result.written:
         await ctx.blocking(write, result.status_patch)
-    return {**stored, **(result.status_patch or {})}
+    return {**stored, **(result.status_patch or {})}, result
 
 
 async def _until_stopped(stopped: kopf.DaemonStopped) -> None:

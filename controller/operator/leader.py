@@ -253,6 +253,10 @@ class Leadership:
         """Await ``awaitable``, cancelling it if leadership lapses meanwhile (then :class:`NotLeading`)."""
         return await awaitable
 
+    async def until_leading(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for this replica to lead; whether it does."""
+        return True
+
 
 class LeaseElection(Leadership):
     """The campaign loop (see module doc). ``api`` is its own client, not the ticks': a tick's requests must never
@@ -310,6 +314,14 @@ class LeaseElection(Leadership):
             if not task.done():
                 task.cancel()
                 await asyncio.wait({task})  # stopped before the caller goes on: no request of it is still sent
+
+    async def until_leading(self, timeout_s: float) -> bool:
+        # Leadership changes only in a campaign round, one per retry period: looking that often misses nothing.
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout_s
+        while not self.leading and (left := end - loop.time()) > 0:
+            await asyncio.sleep(min(left, self.config.retry_period_s))
+        return self.leading
 
     async def aclose(self) -> None:
         """Stop acting at once, stop campaigning, then release the lease if we hold it (so a standby need not wait
